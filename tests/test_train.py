@@ -1,0 +1,109 @@
+"""The trainer: schedules, learning on a toy problem, determinism, checkpoint/resume, divergence."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from patchinit.data.pipeline import DeviceBatches
+from patchinit.train import TrainConfig, evaluate, learning_rate, train
+
+
+def _toy_split(n, seed):
+    """Two classes told apart by which half of an 8x8 image is bright."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = rng.integers(0, 100, (n, 8, 8, 1))
+    for i, c in enumerate(y):
+        x[i, :, (0 if c == 0 else 4):(4 if c == 0 else 8)] += 120
+    return x.astype(np.uint8), y
+
+
+def _data(augment=False):
+    tr, te = _toy_split(256, 0), _toy_split(128, 1)
+    kw = dict(mean=(0.3,), std=(0.25,), batch_size=32)
+    return (DeviceBatches.from_arrays(*tr, augment=augment, **kw), DeviceBatches.from_arrays(*te, **kw))
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 2))
+
+
+def test_schedules():
+    inv = TrainConfig(lr=0.01, schedule="inv", inv_gamma=1e-4, inv_power=0.75)
+    assert learning_rate(inv, 0, 0) == pytest.approx(0.01)
+    assert learning_rate(inv, 5, 10_000) == pytest.approx(0.01 * 2 ** -0.75)
+    cos = TrainConfig(lr=0.1, schedule="cosine", epochs=10)
+    assert learning_rate(cos, 0, 0) == pytest.approx(0.1)
+    assert learning_rate(cos, 5, 0) == pytest.approx(0.05)
+    assert learning_rate(TrainConfig(schedule="constant"), 9, 999) == 0.01
+
+
+@pytest.mark.parametrize("kw, msg", [(dict(schedule="step"), "schedule"), (dict(lr=-1), "lr"),
+                                     (dict(momentum=1.0), "momentum"), (dict(epochs=0), "epochs"),
+                                     (dict(lr=float("nan")), "lr")])
+def test_bad_configs(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        TrainConfig(**kw)
+
+
+def test_learns_and_is_deterministic():
+    tr, te = _data(augment=True)
+    cfg = TrainConfig(epochs=4, lr=0.05, schedule="cosine")
+    a = train(_model(), tr, te, cfg, seed=1)
+    b = train(_model(), tr, te, cfg, seed=1)
+    assert a.metrics[0]["test_acc"] < a.final["test_acc"] or a.final["test_acc"] > 95
+    assert a.final["test_acc"] > 90, a.metrics
+    assert [m["test_loss"] for m in a.metrics] == [m["test_loss"] for m in b.metrics]
+    np.testing.assert_array_equal(a.predictions, b.predictions)
+    assert len(a.predictions) == 128
+    assert set(a.final) >= {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5"}
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
+    tr, te = _data(augment=True)
+    cfg = TrainConfig(epochs=3, lr=0.05, schedule="inv")
+    full = _model()
+    ref = train(full, tr, te, cfg, seed=2)
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_two(row):
+        if row["epoch"] == 2:
+            raise Crash
+
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(Crash):
+        train(_model(), tr, te, cfg, seed=2, checkpoint=ckpt, on_epoch=crash_after_two)
+    resumed_model = _model(seed=123)  # different init: the checkpoint must overwrite it
+    res = train(resumed_model, tr, te, cfg, seed=2, checkpoint=ckpt)
+    assert [m["test_loss"] for m in res.metrics] == [m["test_loss"] for m in ref.metrics]
+    for p, q in zip(full.parameters(), resumed_model.parameters()):
+        assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="different run"):
+        train(_model(), tr, te, cfg, seed=3, checkpoint=ckpt)
+
+
+def test_frozen_parameters_stay_frozen():
+    tr, te = _data()
+    m = _model()
+    m[0].weight.requires_grad_(False)
+    before = m[0].weight.clone()
+    train(m, tr, te, TrainConfig(epochs=1, lr=0.1, weight_decay=1e-3), seed=0)
+    assert torch.equal(before, m[0].weight)
+
+
+def test_divergence_is_recorded_not_raised():
+    tr, te = _data()
+    res = train(_model(), tr, te, TrainConfig(epochs=3, lr=1e6, momentum=0.9, schedule="constant"), seed=0)
+    assert res.diverged_at is not None and len(res.metrics) == 3
+    assert not math.isfinite(res.metrics[-1]["train_loss"])
+
+
+def test_evaluate_topk():
+    _, te = _data()
+    out = evaluate(_model(), te, topk=2)
+    assert out["test_top2"] == 100.0 and 0 <= out["test_acc"] <= 100
