@@ -17,6 +17,9 @@ _MODULES = {
     "conv2": "patchinit.models.conv",
     "conv4": "patchinit.models.conv",
     "conv6": "patchinit.models.conv",
+    "fixup_resnet20": "patchinit.models.fixup",
+    "resnet18": "patchinit.models.resnet",
+    "resnet18_thesis": "patchinit.models.resnet",
 }
 
 

@@ -1,0 +1,52 @@
+# patchinit: two commands for a newcomer.
+#   make book   build the book (_build/html) in the quick profile
+#   make test   run the test suite
+# Both create .venv and install the pinned dependencies on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+
+# Data: $PATCHINIT_DATA, else a shared/data folder beside the checkout, else ./data
+# (notebooks download the official archives into it when nothing is found).
+PATCHINIT_DATA ?= $(firstword $(wildcard $(abspath ../shared/data)) $(abspath data))
+PATCHINIT_CACHE ?= $(abspath .cache/patchinit)
+export PATCHINIT_DATA PATCHINIT_CACHE
+export PYTHONHASHSEED := 0
+
+NOTEBOOKS := $(wildcard notebooks/*.md)
+
+.PHONY: book test install bench paper clean help
+help:
+	@echo "make book | make test | make bench | make paper NB=notebooks/<name>.md | make clean"
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	rm -f $(VENV)/.installed-*; touch $@
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . --all --keep-going
+	@test -f _build/html/index.html && echo "book: $(abspath _build/html/index.html)"
+
+# One notebook in the paper profile (GPU advised): make paper NB=notebooks/03-mnist-lenet.md
+paper: $(STAMP)
+	@test -n "$(NB)" || (echo "usage: make paper NB=notebooks/<name>.md [DEVICE=cuda]"; exit 2)
+	$(BIN)/jupytext --to ipynb --output $(NB:.md=.paper.ipynb) $(NB)
+	cd $(dir $(NB)) && ../$(BIN)/papermill $(notdir $(NB:.md=.paper.ipynb)) $(notdir $(NB:.md=.paper.ipynb)) \
+	  -p profile paper -p allow_training True -p device $(or $(DEVICE),auto)
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf _build .jupyter_cache

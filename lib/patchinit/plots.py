@@ -1,0 +1,81 @@
+"""Figure helpers shared by several chapters (matplotlib; imported only by notebooks)."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+def _to_hwc(img: np.ndarray) -> np.ndarray:
+    """(H, W), (H, W, C) or (C, H, W) -> (H, W) or (H, W, 3) for imshow."""
+    a = np.asarray(img)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
+        a = a.transpose(1, 2, 0)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    return a
+
+
+def show_images(ax_grid, images: Sequence[np.ndarray], titles: Sequence[str] | None = None,
+                symmetric: bool = False, cmap: str = "gray"):
+    """Draw images on a grid of axes.
+
+    uint8 images are drawn as they are; float images are rescaled per image to
+    [0, 1] (``symmetric=True`` maps 0 to mid-grey, for zero-mean filters).
+    """
+    axes = np.atleast_1d(ax_grid).ravel()
+    for i, ax in enumerate(axes):
+        ax.set_axis_off()
+        if i >= len(images):
+            continue
+        a = _to_hwc(images[i])
+        if a.dtype != np.uint8:
+            a = a.astype(np.float64)
+            if symmetric:
+                m = np.abs(a).max() or 1.0
+                a = 0.5 + 0.5 * a / m
+            else:
+                lo, hi = a.min(), a.max()
+                a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+        ax.imshow(a, cmap=cmap if a.ndim == 2 else None, vmin=0, vmax=255 if a.dtype == np.uint8 else 1,
+                  interpolation="nearest")
+        if titles is not None and i < len(titles):
+            ax.set_title(titles[i], fontsize=7)
+    return axes
+
+
+def image_grid(images: np.ndarray, titles: Sequence[str] | None = None, ncols: int = 10,
+               size: float = 1.0, symmetric: bool = False, suptitle: str | None = None):
+    """A figure with ``images`` (N, ...) laid out in rows of ``ncols``."""
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    nrows = max(1, -(-n // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 1.1), squeeze=False)
+    show_images(axes, list(images), titles, symmetric=symmetric)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def examples_per_class(labels: np.ndarray, per_class: int, classes: Sequence[int]) -> np.ndarray:
+    """Indices of the first ``per_class`` examples of each class in ``classes``."""
+    idx = [np.flatnonzero(labels == c)[:per_class] for c in classes]
+    return np.concatenate(idx)
+
+
+def curves_with_band(ax, curves: Mapping[str, np.ndarray], x: np.ndarray | None = None,
+                     ylabel: str = "test accuracy (%)", xlabel: str = "epoch"):
+    """Mean ± std across seeds of each named ``(seeds, epochs)`` array."""
+    for name, arr in curves.items():
+        arr = np.asarray(arr, dtype=float)
+        xs = np.arange(1, arr.shape[1] + 1) if x is None else x
+        mean, std = np.nanmean(arr, 0), np.nanstd(arr, 0)
+        (line,) = ax.plot(xs, mean, label=f"{name} (n={arr.shape[0]})")
+        ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax

@@ -1,0 +1,191 @@
+"""Stuart–Maxwell, McNemar and the per-seed paired comparison."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from patchinit.stats import confusion_between, mcnemar, paired_comparison, stuart_maxwell
+
+
+def preds_from_table(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Prediction pairs whose (A, B) contingency table is ``table``."""
+    a, b = [], []
+    for i, j in np.ndindex(table.shape):
+        a += [i] * int(table[i, j])
+        b += [j] * int(table[i, j])
+    order = np.random.default_rng(0).permutation(len(a))
+    return np.array(a)[order], np.array(b)[order]
+
+
+def hand_stuart_maxwell(table: np.ndarray) -> float:
+    """chi2 = d' S^-1 d over the first K-1 categories (Stuart 1955; Maxwell 1970)."""
+    t = table.astype(float)
+    k = t.shape[0] - 1
+    d = (t.sum(1) - t.sum(0))[:k]
+    s = -(t + t.T)[:k, :k]
+    np.fill_diagonal(s, (t.sum(1) + t.sum(0) - 2 * np.diag(t))[:k])
+    return float(d @ np.linalg.inv(s) @ d)
+
+
+TABLE = np.array([[20, 10, 2],
+                  [3, 25, 5],
+                  [4, 6, 30]])
+
+
+def test_confusion_between():
+    a, b = preds_from_table(TABLE)
+    assert np.array_equal(confusion_between(a, b, 3), TABLE)
+    assert confusion_between(a, b, 5).shape == (5, 5)
+
+
+def test_stuart_maxwell_matches_hand_computation():
+    a, b = preds_from_table(TABLE)
+    res = stuart_maxwell(a, b, num_classes=3)
+    expected = hand_stuart_maxwell(TABLE)
+    assert res.statistic == pytest.approx(expected, rel=1e-10)
+    assert res.df == 2 and res.n == TABLE.sum() and res.n_discordant == 30
+    assert res.pvalue == pytest.approx(sps.chi2.sf(expected, 2), rel=1e-10)
+    assert res.components == 1 and res.note == ""
+    # by hand: d = (32-27, 33-41) = (5, -8); S = [[19, -13], [-13, 24]], det 287
+    assert res.statistic == pytest.approx(776 / 287, rel=1e-12)
+    assert res.pvalue == pytest.approx(math.exp(-776 / 287 / 2))  # chi2(2) sf = exp(-x/2)
+    assert not res.significant(0.05)
+
+
+def test_stuart_maxwell_identical_predictions_no_evidence():
+    p = np.random.default_rng(1).integers(0, 10, size=500)
+    res = stuart_maxwell(p, p.copy(), num_classes=10)
+    assert res.statistic == 0.0 and res.df == 0 and res.pvalue == 1.0
+    assert "never disagree" in res.note and not res.significant()
+
+
+def test_stuart_maxwell_symmetric_disagreement_no_evidence():
+    # A says 0 where B says 1 as often as the reverse: margins equal
+    a = np.array([0] * 20 + [1] * 20 + [0, 1] * 30)
+    b = np.array([1] * 20 + [0] * 20 + [0, 1] * 30)
+    res = stuart_maxwell(a, b, 2)
+    assert res.statistic == pytest.approx(0.0) and res.pvalue == pytest.approx(1.0)
+
+
+def test_stuart_maxwell_strong_difference():
+    rng = np.random.default_rng(2)
+    b = rng.integers(0, 10, size=2000)
+    a = b.copy()
+    a[rng.random(2000) < 0.3] = 3  # model A over-predicts class 3
+    res = stuart_maxwell(a, b, 10)
+    assert res.df == 9 and res.pvalue < 1e-20  # sf keeps precision far below 1e-16
+
+
+def test_stuart_maxwell_absent_classes_are_dropped():
+    a, b = preds_from_table(TABLE)
+    full = stuart_maxwell(a, b, 3)
+    wide = stuart_maxwell(a + 2, b + 2, 10)  # classes 0, 1, 5..9 never predicted
+    assert wide.statistic == pytest.approx(full.statistic, rel=1e-10)
+    assert wide.df == 2 and wide.pvalue == pytest.approx(full.pvalue, rel=1e-10)
+    assert "generalised inverse" in wide.note
+
+
+def test_stuart_maxwell_disconnected_groups_equal_pseudo_inverse():
+    # classes {0,1} and {2,3} are confused only within their group; class 4 always agreed
+    table = np.zeros((5, 5), dtype=int)
+    table[:2, :2] = [[10, 8], [2, 12]]
+    table[2:4, 2:4] = [[7, 1], [6, 9]]
+    table[4, 4] = 15
+    a, b = preds_from_table(table)
+    res = stuart_maxwell(a, b, 5)
+    t = table.astype(float)
+    d = t.sum(1) - t.sum(0)
+    s = -(t + t.T)
+    np.fill_diagonal(s, t.sum(1) + t.sum(0) - 2 * np.diag(t))
+    assert res.statistic == pytest.approx(float(d @ np.linalg.pinv(s) @ d), rel=1e-8)
+    assert res.df == np.linalg.matrix_rank(s) == 2 and res.components == 2
+    # each group alone is McNemar without correction: (b - c)^2 / (b + c)
+    assert res.statistic == pytest.approx(36 / 10 + 25 / 7, rel=1e-10)
+
+
+def test_stuart_maxwell_two_classes_is_mcnemar_uncorrected():
+    table = np.array([[40, 15], [5, 40]])
+    a, b = preds_from_table(table)
+    assert stuart_maxwell(a, b, 2).statistic == pytest.approx((15 - 5) ** 2 / 20)
+
+
+def test_stuart_maxwell_errors():
+    with pytest.raises(ValueError, match="same images"):
+        stuart_maxwell([0, 1], [0], 2)
+    with pytest.raises(ValueError, match="num_classes"):
+        stuart_maxwell([0, 3], [0, 1], 3)
+    with pytest.raises(ValueError, match="num_classes"):
+        stuart_maxwell([0], [0], 1)
+    with pytest.raises(ValueError, match="integer"):
+        stuart_maxwell([0.5, 1], [0, 1], 2)
+
+
+def test_mcnemar():
+    target = np.zeros(100, dtype=int)
+    a = np.zeros(100, dtype=int)
+    b = np.zeros(100, dtype=int)
+    a[:30] = 1   # A wrong on 30
+    b[20:30] = 1  # B wrong on 10 of those, right on the other 20
+    res = mcnemar(a, b, target, exact=False)
+    assert (res.a_only, res.b_only) == (0, 20)
+    assert res.statistic == pytest.approx((20 - 0 - 1) ** 2 / 20)  # continuity corrected
+    assert res.pvalue < 1e-3
+    exact = mcnemar(a, b, target)
+    assert exact.exact and exact.pvalue == pytest.approx(2 * 0.5 ** 20)
+    same = mcnemar(a, a, target)
+    assert same.pvalue == 1.0 and same.statistic == 0.0
+
+
+def test_paired_comparison_hand_example():
+    a = np.array([91.0, 92.0, 93.0, 94.0, 95.0])
+    b = np.array([90.0, 90.0, 90.0, 90.0, 90.0])
+    res = paired_comparison(a, b)
+    sd = math.sqrt(2.5)
+    assert res.n == 5 and res.mean_diff == pytest.approx(3.0) and res.std_diff == pytest.approx(sd)
+    t = 3.0 / (sd / math.sqrt(5))  # = 4.2426
+    assert res.t_statistic == pytest.approx(t) and t == pytest.approx(4.242640687)
+    assert res.t_pvalue == pytest.approx(2 * sps.t.sf(t, 4))
+    assert res.t_pvalue == pytest.approx(sps.ttest_rel(a, b).pvalue)
+    half = 2.7764451051977987 * sd / math.sqrt(5)  # t_{0.975, 4}
+    assert (res.ci_low, res.ci_high) == (pytest.approx(3 - half), pytest.approx(3 + half))
+    assert res.cohens_dz == pytest.approx(3.0 / sd)
+    assert res.wilcoxon_pvalue == pytest.approx(2 / 32)  # all 5 positive, exact
+    assert res.pvalue == res.t_pvalue
+    assert paired_comparison(a, b, test="wilcoxon").pvalue == res.wilcoxon_pvalue
+    flipped = paired_comparison(b, a)
+    assert flipped.mean_diff == pytest.approx(-3.0) and flipped.t_pvalue == pytest.approx(res.t_pvalue)
+
+
+def test_paired_comparison_no_difference_has_large_p():
+    rng = np.random.default_rng(3)
+    a = rng.normal(80, 1, size=20)
+    res = paired_comparison(a, a + rng.normal(0, 0.01, size=20))
+    assert res.ci_low < 0 < res.ci_high and res.t_pvalue > 0.05
+
+
+def test_paired_comparison_degenerate_cases():
+    one = paired_comparison([90.0], [89.0])
+    assert one.n == 1 and one.mean_diff == 1.0
+    assert math.isnan(one.t_pvalue) and math.isnan(one.ci_low) and math.isnan(one.cohens_dz)
+    assert "n < 2" in one.note
+    equal = paired_comparison([91.0, 92.0, 93.0], [90.0, 91.0, 92.0])
+    assert equal.std_diff == 0.0 and math.isnan(equal.t_pvalue) and math.isnan(equal.cohens_dz)
+    assert equal.ci_low == equal.ci_high == 1.0 and "std 0" in equal.note
+    assert equal.wilcoxon_pvalue == pytest.approx(0.25)  # 3 positive differences, exact
+    zero = paired_comparison([1.0, 2.0], [1.0, 2.0])
+    assert zero.mean_diff == 0.0 and math.isnan(zero.t_pvalue) and math.isnan(zero.wilcoxon_pvalue)
+    assert "Wilcoxon undefined" in zero.note
+
+
+def test_paired_comparison_errors():
+    with pytest.raises(ValueError, match="paired"):
+        paired_comparison([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="finite"):
+        paired_comparison([1.0, float("nan")], [1.0, 2.0])
+    with pytest.raises(ValueError, match="test"):
+        paired_comparison([1.0, 2.0], [1.0, 3.0], test="sign")
+    with pytest.raises(ValueError, match="empty"):
+        paired_comparison([], [])
