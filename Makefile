@@ -31,8 +31,9 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
+# two xdist workers on two cores: one BLAS/OpenMP thread each
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --all --keep-going

@@ -44,6 +44,7 @@ def _isolated_cache(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _few_threads():
-    torch.set_num_threads(2)
+def _threads():
+    """One thread per pytest-xdist worker (two workers share two cores), else two."""
+    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
     yield
