@@ -612,3 +612,17 @@ def test_dataset_is_frozen(tmp_path, cache):
     with pytest.raises(AttributeError):
         data.labels = None
     assert "n=6" in repr(data) and data.image_shape == (28, 28, 1)
+
+
+def test_every_truncation_of_a_gzip_archive_is_caught(tmp_path):
+    """tarfile's stream mode alone accepts some cuts (near a header); the gzip trailer check must not."""
+    from patchinit.data.archives import _read_tar_stream
+
+    make_tree(tmp_path / "src", "cifar10", ["a", "b"], [f"{i}.png" for i in range(20)])
+    archive = tar_folder(tmp_path / "arc" / "c.tar.gz", tmp_path / "src", "cifar10")
+    full = archive.read_bytes()
+    assert len(_read_tar_stream(archive, lambda n: True)) == 80
+    for cut in range(10, len(full) - 1, 97):
+        archive.write_bytes(full[:cut])
+        with pytest.raises(CorruptDataError, match="truncated or corrupt"):
+            _read_tar_stream(archive, lambda n: True)

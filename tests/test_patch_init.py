@@ -84,7 +84,7 @@ def test_patch_init_errors_name_both_shapes():
 # ------------------------------------------------------- method A patterns
 def test_method_a_patterns_counts_shapes_and_zero_mean():
     imgs = _digits(60)
-    r = method_a_patterns(imgs, (20, 1, 5, 5), **FAST)
+    r = method_a_patterns(imgs, (20, 1, 5, 5), **dict(FAST, pixel_space="normalized"))
     assert r.n_images == 60 and r.n_patches == 540 and len(r.kept_mask) == 540
     assert r.n_kept == r.kept_mask.sum() == r.n_used < 540
     assert r.patterns.shape == (20, 1, 5, 5) and r.patterns.dtype == np.float32
@@ -145,7 +145,7 @@ def test_method_a_init_conv1_changes_only_conv1_and_accepts_dataset():
     model = _lenet()
     before = _snapshot(model)
     ds = SimpleNamespace(images=_digits(60), mean=(0.13,), std=(0.31,))
-    r = method_a_init_(model, "conv1", ds, **FAST)
+    r = method_a_init_(model, "conv1", ds, **dict(FAST, pixel_space="normalized"))
     assert _changed(before, model) == ["conv1.weight"]
     assert r.layer == "conv1" and r.mapping == "image" and r.options["std"] == [0.31]
     torch.testing.assert_close(model.conv1.weight.detach(), torch.from_numpy(r.patterns))

@@ -1,5 +1,4 @@
 """Results store: stable hashing, atomic writes across a crash, concurrent writers, run_or_load."""
-import json
 import multiprocessing as mp
 import os
 

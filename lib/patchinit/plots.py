@@ -79,3 +79,31 @@ def curves_with_band(ax, curves: Mapping[str, np.ndarray], x: np.ndarray | None 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return ax
+
+
+def boxes_on_image(ax, image: np.ndarray, boxes: np.ndarray, dropped: np.ndarray | None = None,
+                   windows: np.ndarray | None = None, size: int = 3, title: str | None = None):
+    """Draw an ``(H, W, C)`` uint8 image with boxes and patch windows on ``ax``.
+
+    ``boxes`` and ``dropped`` are OpenCV ``(x, y, w, h)`` rows (selective search):
+    kept boxes solid, dropped ones dashed red.  ``windows`` are ``(row, col)``
+    top-left corners of ``size x size`` patches, drawn as small white squares.
+    Pixel edges sit at half-integers, so a box covers whole pixels.
+    """
+    from matplotlib.patches import Rectangle
+
+    ax.imshow(_to_hwc(image), interpolation="nearest")
+    colors = ["yellow", "cyan", "lime", "magenta", "orange", "deepskyblue"]
+    for i, (x, y, w, h) in enumerate(np.asarray(boxes).reshape(-1, 4)):
+        ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, lw=1.2, ec=colors[i % len(colors)]))
+    if dropped is not None:
+        for x, y, w, h in np.asarray(dropped).reshape(-1, 4):
+            ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, lw=1.0, ec="red", ls="--"))
+    if windows is not None:
+        for r, c in np.asarray(windows).reshape(-1, 2):
+            ax.add_patch(Rectangle((c - 0.5, r - 0.5), size, size, fill=False, lw=0.7, ec="white"))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+    return ax

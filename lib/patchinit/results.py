@@ -238,7 +238,7 @@ class ResultsStore:
         """Return the stored record of ``config``, or run ``fn(config)`` and store it.
 
         ``fn`` returns a mapping with any of ``metrics``, ``result``, ``predictions``
-        (an integer array), ``device`` and ``extra``.  With ``allow_run=False`` a
+        (an integer array), ``device``, ``extra`` and ``wall_time_s`` (else measured).  With ``allow_run=False`` a
         missing run raises :class:`MissingRunsError` naming it and ``command``.
         """
         rec = self.get(config)
@@ -250,6 +250,7 @@ class ResultsStore:
         out = dict(fn(dict(config)))
         wall = time.perf_counter() - t0
         device = out.pop("device", None)
+        wall = out.pop("wall_time_s", wall)  # a run trained in a group reports its own time
         preds = out.pop("predictions", None)
         rec = {
             "config": dict(config),

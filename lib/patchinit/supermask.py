@@ -81,11 +81,10 @@ def keep_count(n: int, prune: float) -> int:
 def topk_mask(scores: torch.Tensor, n_keep: int) -> torch.Tensor:
     """0/1 mask (dtype of ``scores``) with ones at the ``n_keep`` largest entries.
 
-    Uses a threshold from ``kthvalue`` (one selection, no full sort), which is
-    exact whenever the threshold value is unique.  When ties at the threshold make
-    ``scores > t`` keep the wrong number, it falls back to ``topk`` indices, so the
-    count is always exactly ``n_keep`` (see ``benchmarks/bench_topk.py`` for the
-    timings behind this choice).
+    Uses a threshold from ``kthvalue`` (one selection, no full sort).  Entries tied
+    with the threshold are admitted lowest index first until exactly ``n_keep`` are
+    kept, with tensor ops only: no host synchronisation, and ``vmap`` can batch it
+    (see ``benchmarks/bench_topk.py`` for the timings behind this choice).
     """
     flat = scores.reshape(-1)
     n = flat.numel()
@@ -96,19 +95,23 @@ def topk_mask(scores: torch.Tensor, n_keep: int) -> torch.Tensor:
     if n_keep == 0:
         return torch.zeros_like(scores)
     threshold = flat.kthvalue(n - n_keep).values
-    mask = flat > threshold
-    if int(mask.sum()) != n_keep:  # ties at the threshold: pick exactly n_keep by index
-        mask = torch.zeros(n, dtype=torch.bool, device=flat.device)
-        mask[flat.topk(n_keep, sorted=False).indices] = True
-    return mask.view_as(scores).to(scores.dtype)
+    above, ties = flat > threshold, flat == threshold
+    extra = ties & (torch.cumsum(ties, 0, dtype=torch.int64) <= n_keep - above.sum())
+    return (above | extra).view_as(scores).to(scores.dtype)
 
 
 class _StraightThroughTopK(torch.autograd.Function):
     """Forward: the top-k mask of ``|scores|``.  Backward: the identity."""
 
+    generate_vmap_rule = True  # lets patchinit.multi train several supermask models at once
+
     @staticmethod
-    def forward(ctx, magnitudes: torch.Tensor, n_keep: int) -> torch.Tensor:
+    def forward(magnitudes: torch.Tensor, n_keep: int) -> torch.Tensor:
         return topk_mask(magnitudes, n_keep)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):

@@ -26,7 +26,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -55,7 +55,7 @@ class TrainConfig:
     schedule: str = "inv"
     inv_gamma: float = 1e-4
     inv_power: float = 0.75
-    scalar_lr_factor: float = 1.0  # lr multiplier for 0-d parameters (Fixup's biases/scales)
+    scalar_lr_factor: float = 1.0  # lr multiplier for one-element parameters (Fixup's scalar biases/scales)
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -122,8 +122,8 @@ def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
         raise ValueError("the model has no trainable parameters")
     if cfg.scalar_lr_factor == 1.0:
         return [{"params": trainable, "lr_factor": 1.0}]
-    scalars = [p for p in trainable if p.dim() == 0]
-    others = [p for p in trainable if p.dim() > 0]
+    scalars = [p for p in trainable if p.numel() == 1]
+    others = [p for p in trainable if p.numel() > 1]
     return [g for g in ({"params": others, "lr_factor": 1.0},
                         {"params": scalars, "lr_factor": cfg.scalar_lr_factor}) if g["params"]]
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import gzip
 import tarfile
 import zipfile
 import zlib
@@ -140,7 +141,12 @@ def _read_tar_stream(path: Path, keep: Callable[[str], bool]) -> dict[str, bytes
     members: dict[str, bytes] = {}
     last = "<none: failed before the first member>"
     try:
-        with tarfile.open(path, "r|*") as tar:
+        # tarfile's stream mode never reads the gzip trailer, so an archive cut near a
+        # header boundary would end quietly; gzip checks length and CRC at the very end.
+        with open(path, "rb") as probe:
+            gzipped = probe.read(2) == b"\x1f\x8b"
+        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as raw, \
+                tarfile.open(fileobj=raw, mode="r|*") as tar:
             for member in tar:
                 last = member.name
                 name = normalise_member(member.name)
@@ -154,7 +160,9 @@ def _read_tar_stream(path: Path, keep: Callable[[str], bool]) -> dict[str, bytes
                         f"{len(data)} of {member.size} bytes; download the archive again"
                     )
                 members[name] = data
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+            while raw.read(1 << 20):  # drain the padding so the trailer is checked
+                pass
+    except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error, OSError) as err:
         raise CorruptDataError(
             f"archive {path} is truncated or corrupt (failed at or after member {last!r}: "
             f"{err}); download the archive again"

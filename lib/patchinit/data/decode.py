@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .archives import FileTable
 from .errors import CorruptDataError, LayoutError

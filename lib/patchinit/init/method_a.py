@@ -55,7 +55,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from patchinit import cluster
 from patchinit.init.patch import patch_init_

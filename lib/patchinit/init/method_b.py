@@ -76,7 +76,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from patchinit import cluster
 from patchinit.init.baselines import baseline_init_

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from patchinit.patches.base import PatchSet, as_image_array, as_rng, cut_patches
 

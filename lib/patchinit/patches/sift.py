@@ -28,7 +28,7 @@ import logging
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from patchinit.patches.base import PatchSet, as_image_array, cut_patches
 

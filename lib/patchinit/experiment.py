@@ -1,0 +1,226 @@
+"""A run is data: a plain, JSON-able config dict in, a results record out.
+
+:func:`run` is the function handed to :meth:`patchinit.results.ResultsStore.run_or_load`;
+the config is everything that determines the result (the device is not: it is
+recorded as provenance).  A config looks like::
+
+    {"experiment": "A1", "profile": "quick",
+     "dataset": "mnist", "train_subset": 10000,          # first n training images; None = all
+     "model": "lenet", "num_classes": 10,
+     "normalize": {"mean": [0.1307], "std": [0.3081]},   # or "data": the dataset's own statistics
+     "init": {"baseline": "kaiming_uniform",             # a scheme of patchinit.init.baselines,
+                                                         # or "model" for the model's own (Fixup)
+              "patch": {"method": "A", "layers": ["conv1"], "seed": 0,
+                        "deep_mapping": "activations", "options": {...MethodAOptions fields}}},
+     "train": {"epochs": 20, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
+               "schedule": "inv", "batch_size": 64, "augment": False},
+     "seed": 0}
+
+``seed`` fixes the random layers and the data order.  The patch filters come
+from ``init.patch.seed`` (UMAP, k-means), fixed by default, so that the seeds of a
+comparison vary the *random* layers and the data order while the patch filters stay
+the same, as in method A's protocol; they are computed once per process and reused.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import time
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from patchinit.data import DeviceBatches, load_dataset
+from patchinit.init.baselines import baseline_init_
+from patchinit.models import build_model
+from patchinit.results import canonical_json
+from patchinit.train import TrainConfig, train
+
+log = logging.getLogger(__name__)
+
+__all__ = ["run", "run_many", "build_initialised_model", "resolve_device", "variant"]
+
+_TRAIN_KEYS = {"batch_size", "augment"}
+
+
+def resolve_device(device: str | None = "auto") -> str:
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
+
+
+def variant(config: Mapping, **changes) -> dict:
+    """A deep copy of ``config`` with dotted-path changes: ``variant(c, **{"train.lr": 1e-3})``."""
+    out = copy.deepcopy(dict(config))
+    for path, value in changes.items():
+        node = out
+        *parents, leaf = path.split(".")
+        for p in parents:
+            if not isinstance(node.get(p), dict):
+                raise KeyError(f"config has no section {p!r} on the way to {path!r}")
+            node = node[p]
+        node[leaf] = value
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _dataset(name: str, split: str):
+    return load_dataset(name, split, download=False)
+
+
+def _train_images(config: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    ds = _dataset(config["dataset"], "train")
+    n = config.get("train_subset")
+    return (ds.images, ds.labels) if n is None else (ds.images[:n], ds.labels[:n])
+
+
+def _normalization(config: Mapping) -> tuple[list[float], list[float]]:
+    norm = config.get("normalize", "data")
+    if norm == "data":
+        ds = _dataset(config["dataset"], "train")
+        return list(ds.mean), list(ds.std)
+    return list(norm["mean"]), list(norm["std"])
+
+
+@functools.lru_cache(maxsize=32)
+def _first_layer_patterns(key: str):
+    """Method A patterns for the first conv, memoised on the canonical config subset ``key``."""
+    from patchinit.init.method_a import method_a_patterns
+
+    spec = __import__("json").loads(key)
+    images, _ = _train_images(spec)
+    mean, std = _normalization(spec)
+    opts = dict(spec["patch"]["options"], seed=spec["patch"]["seed"], mean=tuple(mean), std=tuple(std),
+                progress=False)
+    return method_a_patterns(images, tuple(spec["filter_shape"]), **opts)
+
+
+def _apply_patch_init(model: torch.nn.Module, config: Mapping) -> dict:
+    """Write patch filters into ``init.patch.layers`` (bottom-up); return a summary per layer."""
+    patch = config["init"]["patch"]
+    if patch.get("method", "A") != "A":
+        raise ValueError(f"unknown patch method {patch.get('method')!r}; this runner knows 'A'")
+    from patchinit.init.method_a import conv_layers, find_conv, method_a_init_
+    from patchinit.init.patch import patch_init_
+
+    first = conv_layers(model)[0]
+    summary = {}
+    images, _ = _train_images(config)
+    mean, std = _normalization(config)
+    for layer in patch["layers"]:
+        conv = find_conv(model, layer)
+        if layer == first or patch.get("deep_mapping") == "volume":
+            key = canonical_json({"dataset": config["dataset"], "train_subset": config.get("train_subset"),
+                                  "normalize": config.get("normalize", "data"), "patch": patch,
+                                  "filter_shape": list(conv.weight.shape)})
+            res = _first_layer_patterns(key)
+            patch_init_(conv, res.patterns, scale=patch.get("scale", 1.0))
+        else:
+            opts = dict(patch["options"], seed=patch["seed"], mean=tuple(mean), std=tuple(std), progress=False)
+            res = method_a_init_(model, layer, images, deep_mapping=patch.get("deep_mapping", "activations"),
+                                 scale=patch.get("scale", 1.0), **opts)
+        summary[layer] = {"n_patches": int(res.n_patches), "n_kept": int(res.n_kept), "n_used": int(res.n_used),
+                          "mapping": res.mapping, "timings": {k: round(float(v), 3) for k, v in res.timings.items()},
+                          "filter_std": float(conv.weight.detach().std())}
+    return summary
+
+
+def build_initialised_model(config: Mapping, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """The model of ``config`` with its baseline and patch initialisation applied."""
+    seed = int(config["seed"])
+    init = config.get("init", {})
+    baseline = init.get("baseline", "kaiming_uniform")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # only for builders that draw from the global RNG; restored afterwards
+        kwargs = {"seed": seed} if baseline == "model" else {}
+        model = build_model(config["model"], config["num_classes"], **kwargs)
+    if baseline != "model":
+        baseline_init_(model, baseline, seed=seed)
+    record = {}
+    if init.get("patch"):
+        record["patch"] = _apply_patch_init(model, config)
+    return model.to(device), record
+
+
+def _batches(config: Mapping, device: str):
+    mean, std = _normalization(config)
+    t = config["train"]
+    images, labels = _train_images(config)
+    tr = DeviceBatches.from_arrays(images, labels, mean, std, device=device, batch_size=t.get("batch_size", 128),
+                                   augment=t.get("augment", False))
+    test = _dataset(config["dataset"], "test")
+    te = DeviceBatches.from_arrays(test.images, test.labels, mean, std, device=device, batch_size=1024)
+    return tr, te
+
+
+def train_config(config: Mapping) -> TrainConfig:
+    return TrainConfig(**{k: v for k, v in config["train"].items() if k not in _TRAIN_KEYS})
+
+
+def _record(result, init_record: dict) -> dict:
+    final = result.final
+    return {"metrics": result.metrics, "predictions": result.predictions,
+            "result": {"test_acc": final.get("test_acc"), "test_top5": final.get("test_top5"),
+                       "test_loss": final.get("test_loss"), "diverged_at": result.diverged_at},
+            "extra": {"init": init_record, "train_seconds": round(result.seconds, 3)}}
+
+
+def run(config: Mapping, *, device: str | None = "auto", progress: bool | None = None,
+        checkpoint_dir: str | None = None) -> dict:
+    """Initialise and train the model of ``config``; return the fields of a results record."""
+    device = resolve_device(device)
+    model, init_record = build_initialised_model(config, device)
+    tr, te = _batches(config, device)
+    ckpt = None
+    if checkpoint_dir:
+        from patchinit.results import config_key
+
+        ckpt = f"{checkpoint_dir}/{config_key(config)}.pt"
+    result = train(model, tr, te, train_config(config), seed=int(config["seed"]), checkpoint=ckpt,
+                   progress=progress)
+    return {**_record(result, init_record), "device": device}
+
+
+def run_many(configs: Sequence[Mapping], *, device: str | None = "auto", progress: bool | None = None) -> list[dict]:
+    """Train configs that differ only in ``seed`` and ``init`` together (one vmapped step per batch).
+
+    Falls back to one run after another when :mod:`patchinit.multi` is not usable for them.
+    """
+    device = resolve_device(device)
+    shared = {canonical_json({k: v for k, v in c.items() if k not in ("seed", "init", "experiment")}) for c in configs}
+    if len(shared) != 1:
+        raise ValueError("run_many needs configs that differ only in seed, init and experiment")
+    try:
+        from patchinit.multi import train_many
+    except ImportError:
+        return [run(c, device=device, progress=progress) for c in configs]
+    built = [build_initialised_model(c, device) for c in configs]
+    tr, te = _batches(configs[0], device)
+    results = train_many([m for m, _ in built], tr, te, train_config(configs[0]),
+                         seeds=[int(c["seed"]) for c in configs], progress=progress)
+    return [{**_record(r, rec), "device": device} for r, (_, rec) in zip(results, built)]
+
+
+def run_all(store, configs: Sequence[Mapping], *, allow_run: bool = True, device: str | None = "auto",
+            command: str | None = None, group: bool = True) -> list[dict]:
+    """Load every config from ``store``; train the missing ones (grouped for :func:`run_many`)."""
+    from patchinit.results import MissingRunsError
+
+    missing = store.missing(configs)
+    if missing and not allow_run:
+        raise MissingRunsError(missing, command)
+    groups: dict[str, list[Mapping]] = {}
+    for c in missing:
+        key = canonical_json({k: v for k, v in c.items() if k not in ("seed", "init", "experiment")})
+        groups.setdefault(key if group else canonical_json(c), []).append(c)
+    for members in groups.values():
+        t0 = time.perf_counter()
+        outs = run_many(members, device=device) if len(members) > 1 else [run(members[0], device=device)]
+        wall = time.perf_counter() - t0
+        for c, out in zip(members, outs):
+            out = dict(out, wall_time_s=round(wall, 3))
+            out["extra"] = dict(out.get("extra", {}), trained_together=len(members))
+            store.run_or_load(c, lambda _c, out=out: out, profile=c.get("profile"))
+    return [store.get(c) for c in configs]

@@ -1,0 +1,62 @@
+"""Runs as data: config -> initialised model -> trained record, through the results store."""
+import pytest
+import torch
+
+from patchinit import experiment as E
+from patchinit.protocols import describe, method_a_mnist
+from patchinit.results import ResultsStore
+
+
+def _tiny(profile="quick"):
+    """The quick MNIST protocol shrunk to seconds; PCA instead of UMAP to skip numba's compile time."""
+    p = method_a_mnist(profile)
+    return p.config(0, **{"train_subset": 3000, "train.epochs": 2, "init.patch.options.reducer": "pca",
+                          "init.patch.options.n_init": 2, "init.patch.options.budget": 3000})
+
+
+def test_variant_is_a_deep_copy_with_dotted_changes():
+    base = {"a": {"b": 1, "c": [1]}, "d": 2}
+    v = E.variant(base, **{"a.b": 5, "d": 3})
+    assert v == {"a": {"b": 5, "c": [1]}, "d": 3} and base["a"]["b"] == 1
+    v["a"]["c"].append(2)
+    assert base["a"]["c"] == [1]
+    with pytest.raises(KeyError, match="no section"):
+        E.variant(base, **{"x.y": 1})
+
+
+def test_protocol_profiles_and_description():
+    quick, paper = method_a_mnist("quick"), method_a_mnist("paper")
+    assert paper.base["train"]["epochs"] == 20 and len(paper.seeds) == 5 and paper.base["train_subset"] is None
+    assert quick.base["train_subset"] == 10_000 and "scaled-down" in describe(quick)
+    assert "full protocol" in describe(paper)
+    with pytest.raises(ValueError, match="profile"):
+        method_a_mnist("fast")
+
+
+def test_patch_and_baseline_runs_share_every_random_layer(data_root, monkeypatch):
+    monkeypatch.setenv("PATCHINIT_DATA", str(data_root))
+    cfg = _tiny()
+    patched, rec = E.build_initialised_model(cfg)
+    plain, _ = E.build_initialised_model(E.variant(cfg, **{"init.patch": None}))
+    for (name, p), (_, q) in zip(patched.named_parameters(), plain.named_parameters()):
+        if name == "conv1.weight":
+            assert not torch.equal(p, q)
+            assert float(p.detach().mean(dim=(1, 2, 3)).abs().max()) < 1e-5  # zero-mean patterns
+        else:
+            assert torch.equal(p, q), name
+    assert rec["patch"]["conv1"]["n_used"] == 3000
+    again, _ = E.build_initialised_model(cfg)
+    assert all(torch.equal(p, q) for p, q in zip(patched.parameters(), again.parameters()))
+
+
+def test_lenet_on_an_mnist_subset_learns_and_is_stored(data_root, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATCHINIT_DATA", str(data_root))
+    store = ResultsStore(tmp_path)
+    cfg = _tiny()
+    [rec] = E.run_all(store, [cfg], device="cpu")
+    accs = [m["test_acc"] for m in rec["metrics"]]
+    # a seeded run reaches ~93%; chance is 10%
+    assert accs[-1] > 80, accs
+    assert rec["predictions"]["n"] == 10_000 and rec["device"].startswith("cpu")
+    monkeypatch.setattr(E, "run", lambda *a, **k: pytest.fail("a stored run was trained again"))
+    assert E.run_all(store, [cfg], allow_run=False)[0]["metrics"] == rec["metrics"]

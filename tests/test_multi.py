@@ -1,0 +1,168 @@
+"""train_many: M models at once give what train() gives each of them alone."""
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import patchinit.supermask as supermask
+from patchinit.data.pipeline import DeviceBatches
+from patchinit.models import build_model
+from patchinit.multi import check_same_architecture, train_many
+from patchinit.supermask import to_supermask_
+from patchinit.train import TrainConfig, train
+
+SEEDS = [3, 4, 5]
+
+
+def _split(n, side, channels, classes, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    x = rng.integers(0, 120, (n, side, side, channels))
+    x[y == 0, : side // 2] += 120  # class 0 is bright on top: something to learn
+    return x.astype(np.uint8), y
+
+
+def _data(side=8, channels=1, classes=3, n_train=96, n_test=40, augment=False, batch_size=16):
+    kw = dict(mean=(0.4,) * channels, std=(0.25,) * channels, batch_size=batch_size)
+    return (DeviceBatches.from_arrays(*_split(n_train, side, channels, classes, 0), augment=augment, **kw),
+            DeviceBatches.from_arrays(*_split(n_test, side, channels, classes, 1), **kw))
+
+
+class Toy(nn.Module):
+    """Conv, pool, linear, and a 0-d output scale (exercises ``scalar_lr_factor``)."""
+
+    def __init__(self, width=4):
+        super().__init__()
+        self.conv = nn.Conv2d(1, width, 3, padding=1)
+        self.fc = nn.Linear(width * 16, 3)
+        self.scale = nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.max_pool2d(F.relu(self.conv(x)), 2), 1)) * self.scale
+
+
+def _toys(n=3, width=4):
+    out = []
+    for s in range(n):
+        torch.manual_seed(100 + s)
+        out.append(Toy(width))
+    return out
+
+
+def _assert_same_as_train(models, tr, te, cfg, seeds=SEEDS, rtol=1e-5):
+    """train_many on ``models`` vs train() on copies of them, model by model."""
+    alone = [copy.deepcopy(m) for m in models]
+    results = train_many(models, tr, te, cfg, seeds, vmap=True)
+    assert len(results) == len(models)
+    for model, ref_model, seed, res in zip(models, alone, seeds, results):
+        ref = train(ref_model, tr, te, cfg, seed=seed)
+        assert len(res.metrics) == cfg.epochs and res.diverged_at == ref.diverged_at
+        for a, b in zip(ref.metrics, res.metrics):
+            assert a.keys() == b.keys()
+            for key in a:
+                if key != "seconds":
+                    assert b[key] == pytest.approx(a[key], rel=rtol, abs=1e-7, nan_ok=True), (key, a, b)
+        np.testing.assert_array_equal(res.predictions, ref.predictions)
+        for (name, p), q in zip(model.named_parameters(), ref_model.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, equal_nan=True, msg=name)
+    return results
+
+
+@pytest.mark.parametrize("cfg, augment", [
+    (TrainConfig(epochs=2, lr=0.05, schedule="inv", nesterov=True, weight_decay=1e-3, scalar_lr_factor=0.1), False),
+    (TrainConfig(epochs=2, lr=0.05, schedule="cosine", momentum=0.0, weight_decay=0.0), True),
+])
+def test_toy_nets_match_train(cfg, augment):
+    tr, te = _data(augment=augment, n_test=600)  # 600 > 512: two eval batches
+    models = _toys()
+    before = [m.fc.weight.detach().clone() for m in models]
+    _assert_same_as_train(models, tr, te, cfg)
+    assert not any(torch.equal(b, m.fc.weight) for b, m in zip(before, models))  # written back
+
+
+def test_frozen_parameters_stay_frozen():
+    tr, te = _data()
+    models = _toys(2)
+    for m in models:
+        m.conv.weight.requires_grad_(False)
+    frozen = [m.conv.weight.detach().clone() for m in models]
+    _assert_same_as_train(models, tr, te, TrainConfig(epochs=1, lr=0.1, schedule="constant"), seeds=[0, 1])
+    for f, m in zip(frozen, models):
+        assert torch.equal(f, m.conv.weight)
+
+
+def test_lenet_matches_train():
+    tr, te = _data(side=28, classes=10, n_train=48, n_test=32)
+    models = [build_model("lenet", 10) for _ in range(2)]
+    _assert_same_as_train(models, tr, te, TrainConfig(epochs=2, lr=0.01), seeds=[7, 8])
+
+
+def _supermask_conv2s():
+    models = []
+    for s in range(2):
+        torch.manual_seed(s)
+        models.append(to_supermask_(build_model("conv2", 10, input_size=8), 0.5, seed=10 + s))
+    return models
+
+
+def test_conv2_supermask_matches_train():
+    tied = torch.tensor([3.0, 1.0, 2.0, 2.0, 2.0, 0.0])
+    assert torch.vmap(lambda s: supermask.topk_mask(s, 3))(torch.stack([tied, tied.flip(0)])).sum(1).tolist() == [3, 3]
+    tr, te = _data(channels=3, classes=10, n_train=48, n_test=24)
+    models = _supermask_conv2s()
+    weights = [m.conv1.weight.detach().clone() for m in models]
+    cfg = TrainConfig(epochs=2, lr=0.1, schedule="cosine", weight_decay=1e-4)
+    _assert_same_as_train(models, tr, te, cfg, seeds=[0, 1])
+    assert all(torch.equal(w, m.conv1.weight) for w, m in zip(weights, models))  # weights frozen
+
+
+def test_divergence_of_one_model_leaves_the_others_alone():
+    tr, te = _data()
+    models = _toys()
+    with torch.no_grad():
+        for p in models[1].parameters():
+            p.mul_(1e20)
+    cfg = TrainConfig(epochs=3, lr=0.05, schedule="constant")
+    results = _assert_same_as_train(models, tr, te, cfg)
+    assert results[1].diverged_at == 1 and all(r.get("diverged") for r in results[1].metrics)
+    assert not math.isfinite(results[1].final["train_loss"])
+    assert results[0].diverged_at is None and results[2].diverged_at is None
+    assert all(math.isfinite(r["train_loss"]) for r in results[0].metrics + results[2].metrics)
+
+
+def test_mismatched_architectures_raise():
+    tr, te = _data()
+    cfg = TrainConfig(epochs=1)
+    with pytest.raises(ValueError, match=r"models\[1\] has a different architecture"):
+        train_many([Toy(4), Toy(5)], tr, te, cfg, [0, 1], vmap=True)
+    relu = nn.Sequential(nn.Flatten(), nn.Linear(64, 3), nn.ReLU())
+    tanh = nn.Sequential(nn.Flatten(), nn.Linear(64, 3), nn.Tanh())
+    with pytest.raises(ValueError, match="module trees differ"):
+        check_same_architecture([relu, tanh])
+    with pytest.raises(ValueError, match="seeds has 1 entries for 2 models"):
+        train_many(_toys(2), tr, te, cfg, [0], vmap=True)
+    m = Toy()
+    with pytest.raises(ValueError, match="more than once"):
+        check_same_architecture([m, m])
+
+
+def test_batchnorm_raises():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(144, 3))
+    tr, te = _data()
+    with pytest.raises(ValueError, match="layer '1' is BatchNorm2d"):
+        train_many([net, copy.deepcopy(net)], tr, te, TrainConfig(epochs=1), [0, 1], vmap=False)
+
+
+def test_cpu_default_is_train_per_model():
+    tr, te = _data()
+    cfg = TrainConfig(epochs=1, lr=0.05)
+    models = _toys(2)
+    alone = [train(copy.deepcopy(m), tr, te, cfg, seed=s) for m, s in zip(models, [0, 1])]
+    results = train_many(models, tr, te, cfg, [0, 1])  # CPU: vmap=None means one after another
+    for a, b in zip(alone, results):
+        assert [{k: v for k, v in r.items() if k != "seconds"} for r in a.metrics] == \
+            [{k: v for k, v in r.items() if k != "seconds"} for r in b.metrics]
