@@ -72,6 +72,8 @@ def reduce(X, method: str = "umap", n_components: int = 2, seed: int = 0, *,
                              f"patches, got {n}; lower n_neighbors or use more patches")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*n_jobs.*")
+            # umap imports tqdm.auto, which warns in a notebook without ipywidgets
+            warnings.filterwarnings("ignore", message="IProgress not found")
             import umap
 
             Z = umap.UMAP(n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist,

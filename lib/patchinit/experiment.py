@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import os
 import time
 from typing import Mapping, Sequence
 
@@ -169,8 +170,13 @@ def _record(result, init_record: dict) -> dict:
 
 def run(config: Mapping, *, device: str | None = "auto", progress: bool | None = None,
         checkpoint_dir: str | None = None) -> dict:
-    """Initialise and train the model of ``config``; return the fields of a results record."""
+    """Initialise and train the model of ``config``; return the fields of a results record.
+
+    With ``checkpoint_dir`` (default ``$PATCHINIT_CHECKPOINTS``) the run checkpoints after
+    every epoch to ``<dir>/<config key>.pt`` and resumes from it when restarted.
+    """
     device = resolve_device(device)
+    checkpoint_dir = checkpoint_dir or os.environ.get("PATCHINIT_CHECKPOINTS")
     model, init_record = build_initialised_model(config, device)
     tr, te = _batches(config, device)
     ckpt = None

@@ -80,3 +80,11 @@ def describe(p: Protocol) -> str:
 def _check(profile: str) -> None:
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+
+
+def paper_command(notebook: str, device: str = "cuda") -> str:
+    """The command that runs ``notebooks/<notebook>.md`` in the paper profile and trains what is missing."""
+    nb = f"notebooks/{notebook}"
+    return (f"make paper NB={nb}.md DEVICE={device}\n  which runs: jupytext --to ipynb --output {nb}.paper.ipynb "
+            f"{nb}.md && cd notebooks && papermill {notebook}.paper.ipynb {notebook}.paper.ipynb "
+            f"-p profile paper -p allow_training True -p device {device}")
