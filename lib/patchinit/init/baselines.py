@@ -77,15 +77,6 @@ def signed_constant_(t, generator: Generator = None):
     return w
 
 
-@torch.no_grad()
-def default_bias_(m: nn.Module, generator: Generator = None):
-    if getattr(m, "bias", None) is None:
-        return None
-    fan_in, _ = fan_in_out(m.weight)
-    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-    return nn.init.uniform_(m.bias, -bound, bound, generator=generator)
-
-
 SCHEMES: dict[str, Callable] = {
     "kaiming_uniform": kaiming_uniform_,
     "kaiming_normal": kaiming_normal_,
