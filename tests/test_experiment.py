@@ -1,4 +1,5 @@
 """Runs as data: config -> initialised model -> trained record, through the results store."""
+import numpy as np
 import pytest
 import torch
 
@@ -60,3 +61,35 @@ def test_lenet_on_an_mnist_subset_learns_and_is_stored(data_root, monkeypatch, t
     assert rec["predictions"]["n"] == 10_000 and rec["device"].startswith("cpu")
     monkeypatch.setattr(E, "run", lambda *a, **k: pytest.fail("a stored run was trained again"))
     assert E.run_all(store, [cfg], allow_run=False)[0]["metrics"] == rec["metrics"]
+
+
+def test_method_b_run_keeps_random_fc_layers_and_trains_only_scores(data_root, monkeypatch):
+    from patchinit.protocols import method_b_cifar
+    from patchinit.supermask import SupermaskConv2d
+
+    monkeypatch.setenv("PATCHINIT_DATA", str(data_root))
+    cfg = method_b_cifar("quick", model="conv2").config(
+        0, **{"train_subset": 500, "init.patch.options": {"P": 2000, "C": 64, "simple": True, "blas_threads": 1}})
+    patched, rec = E.build_initialised_model(cfg)
+    plain, _ = E.build_initialised_model(E.variant(cfg, **{"init.patch": None}))
+    assert isinstance(patched.conv1, SupermaskConv2d) and set(rec["patch"]) == {"conv1", "conv2"}
+    assert not torch.equal(patched.conv1.weight, plain.conv1.weight)
+    for name in ("fc1", "fc2", "fc3"):  # the FC layers stay at the Random (Xavier-normal) values of the seed
+        assert torch.equal(getattr(patched, name).weight, getattr(plain, name).weight)
+    assert torch.equal(patched.conv1.scores, plain.conv1.scores)  # same seed, same scores
+    trainable = {n for n, p in patched.named_parameters() if p.requires_grad}
+    assert trainable and all(n.endswith("scores") for n in trainable)
+
+
+def test_seeded_training_subset_covers_every_class(data_root, monkeypatch):
+    """CIFAR trees are stored class by class: a subset must be drawn at random, not taken from the front."""
+    from patchinit.protocols import method_b_cifar
+
+    monkeypatch.setenv("PATCHINIT_DATA", str(data_root))
+    cfg = method_b_cifar("quick").config(0)
+    images, labels = E._train_images(cfg)
+    assert len(labels) == 5000 and np.bincount(labels, minlength=10).min() > 400
+    again, _ = E._train_images(cfg)
+    assert np.array_equal(images, again)
+    first, first_labels = E._train_images(E.variant(cfg, train_subset_seed=None))
+    assert len(set(first_labels.tolist())) == 1  # the trap the seed avoids

@@ -49,3 +49,20 @@ class Verdict:
 
     def as_row(self) -> dict:
         return {"claim": self.claim, "verdict": self.verdict, "profile": self.profile, "evidence": self.evidence}
+
+
+def layer_output_std(model, x, layers: Sequence[str]) -> dict[str, float]:
+    """Std of each named layer's output for input batch ``x`` (a forward-scale diagnostic)."""
+    import torch
+
+    out: dict[str, float] = {}
+    modules = dict(model.named_modules())
+    hooks = [modules[name].register_forward_hook(lambda m, i, o, name=name: out.__setitem__(name, float(o.std())))
+             for name in layers]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return out

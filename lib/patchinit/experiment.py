@@ -14,7 +14,11 @@ recorded as provenance).  A config looks like::
                         "deep_mapping": "activations", "options": {...MethodAOptions fields}}},
      "train": {"epochs": 20, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
                "schedule": "inv", "batch_size": 64, "augment": False},
+     "supermask": None,                                  # or {"prune": 0.5}: edge-popup training
      "seed": 0}
+
+Method B runs set ``init.patch = {"method": "B", "options": {"P": ..., "C": ..., "D": ...,
+"simple": ...}}``; their patches are drawn with the run's seed, as in the thesis.
 
 ``seed`` fixes the random layers and the data order.  The patch filters come
 from ``init.patch.seed`` (UMAP, k-means), fixed by default, so that the seeds of a
@@ -72,9 +76,21 @@ def _dataset(name: str, split: str):
 
 
 def _train_images(config: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """The training images of a run: all, the first ``train_subset``, or, with
+    ``train_subset_seed``, a seeded random subset of that size.
+
+    The first n are a fair sample only where the source order is shuffled (the
+    official MNIST and CIFAR files); image-folder trees are stored class by class,
+    so their subsets must be drawn at random.
+    """
     ds = _dataset(config["dataset"], "train")
     n = config.get("train_subset")
-    return (ds.images, ds.labels) if n is None else (ds.images[:n], ds.labels[:n])
+    if n is None:
+        return ds.images, ds.labels
+    if config.get("train_subset_seed") is None:
+        return ds.images[:n], ds.labels[:n]
+    idx = np.sort(np.random.default_rng(int(config["train_subset_seed"])).permutation(len(ds.labels))[:n])
+    return ds.images[idx], ds.labels[idx]
 
 
 def _normalization(config: Mapping) -> tuple[list[float], list[float]]:
@@ -98,11 +114,29 @@ def _first_layer_patterns(key: str):
     return method_a_patterns(images, tuple(spec["filter_shape"]), **opts)
 
 
+def _apply_method_b(model: torch.nn.Module, config: Mapping) -> dict:
+    """PatchesInit / SimpleInit (method B) on every conv; the run seed drives both the
+    baseline it starts from and the patch sampling, as in the thesis's seeded runs."""
+    from patchinit.init.method_b import MethodBConfig, patches_init_
+
+    patch = config["init"]["patch"]
+    images, labels = _train_images(config)
+    mean, std = _normalization(config)
+    opts = dict(patch.get("options", {}))
+    records = patches_init_(model, images, labels, P=int(opts.pop("P", 50_000)), C=int(opts.pop("C", 500)),
+                            D=opts.pop("D", None), simple=bool(opts.pop("simple", False)), seed=int(config["seed"]),
+                            baseline=config["init"].get("baseline", "xavier_normal"), mean=mean, std=std,
+                            config=MethodBConfig(**opts), progress=False)
+    return {r.layer: {k: v for k, v in r.as_dict().items() if k != "entropy_selected"} for r in records}
+
+
 def _apply_patch_init(model: torch.nn.Module, config: Mapping) -> dict:
     """Write patch filters into ``init.patch.layers`` (bottom-up); return a summary per layer."""
     patch = config["init"]["patch"]
+    if patch.get("method", "A") == "B":
+        return _apply_method_b(model, config)
     if patch.get("method", "A") != "A":
-        raise ValueError(f"unknown patch method {patch.get('method')!r}; this runner knows 'A'")
+        raise ValueError(f"unknown patch method {patch.get('method')!r}; choose 'A' or 'B'")
     from patchinit.init.method_a import conv_layers, find_conv, method_a_init_
     from patchinit.init.patch import patch_init_
 
@@ -142,6 +176,11 @@ def build_initialised_model(config: Mapping, device: str = "cpu") -> tuple[torch
     record = {}
     if init.get("patch"):
         record["patch"] = _apply_patch_init(model, config)
+    if config.get("supermask"):
+        from patchinit.supermask import to_supermask_
+
+        # weights are final now: the supermask freezes them and only learns the scores
+        to_supermask_(model, float(config["supermask"]["prune"]), seed=seed)
     return model.to(device), record
 
 
