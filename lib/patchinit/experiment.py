@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import logging
 import os
 import time
@@ -106,7 +107,7 @@ def _first_layer_patterns(key: str):
     """Method A patterns for the first conv, memoised on the canonical config subset ``key``."""
     from patchinit.init.method_a import method_a_patterns
 
-    spec = __import__("json").loads(key)
+    spec = json.loads(key)
     images, _ = _train_images(spec)
     mean, std = _normalization(spec)
     opts = dict(spec["patch"]["options"], seed=spec["patch"]["seed"], mean=tuple(mean), std=tuple(std),
@@ -148,6 +149,7 @@ def _apply_patch_init(model: torch.nn.Module, config: Mapping) -> dict:
         conv = find_conv(model, layer)
         if layer == first or patch.get("deep_mapping") == "volume":
             key = canonical_json({"dataset": config["dataset"], "train_subset": config.get("train_subset"),
+                                  "train_subset_seed": config.get("train_subset_seed"),
                                   "normalize": config.get("normalize", "data"), "patch": patch,
                                   "filter_shape": list(conv.weight.shape)})
             res = _first_layer_patterns(key)
@@ -228,19 +230,23 @@ def run(config: Mapping, *, device: str | None = "auto", progress: bool | None =
     return {**_record(result, init_record), "device": device}
 
 
-def run_many(configs: Sequence[Mapping], *, device: str | None = "auto", progress: bool | None = None) -> list[dict]:
-    """Train configs that differ only in ``seed`` and ``init`` together (one vmapped step per batch).
+def _group_key(config: Mapping) -> str:
+    """Configs with the same key differ only in seed and init, so they can train together."""
+    return canonical_json({k: v for k, v in config.items() if k not in ("seed", "init", "experiment")})
 
-    Falls back to one run after another when :mod:`patchinit.multi` is not usable for them.
+
+def run_many(configs: Sequence[Mapping], *, device: str | None = "auto", progress: bool | None = None) -> list[dict]:
+    """Train configs that differ only in ``seed`` and ``init`` together.
+
+    :func:`patchinit.multi.train_many` takes one vmapped step per batch on CUDA and
+    trains the models one after another on the CPU, where stacking is slower.
     """
     device = resolve_device(device)
-    shared = {canonical_json({k: v for k, v in c.items() if k not in ("seed", "init", "experiment")}) for c in configs}
+    shared = {_group_key(c) for c in configs}
     if len(shared) != 1:
         raise ValueError("run_many needs configs that differ only in seed, init and experiment")
-    try:
-        from patchinit.multi import train_many
-    except ImportError:
-        return [run(c, device=device, progress=progress) for c in configs]
+    from patchinit.multi import train_many
+
     built = [build_initialised_model(c, device) for c in configs]
     tr, te = _batches(configs[0], device)
     results = train_many([m for m, _ in built], tr, te, train_config(configs[0]),
@@ -258,8 +264,7 @@ def run_all(store, configs: Sequence[Mapping], *, allow_run: bool = True, device
         raise MissingRunsError(missing, command)
     groups: dict[str, list[Mapping]] = {}
     for c in missing:
-        key = canonical_json({k: v for k, v in c.items() if k not in ("seed", "init", "experiment")})
-        groups.setdefault(key if group else canonical_json(c), []).append(c)
+        groups.setdefault(_group_key(c) if group else canonical_json(c), []).append(c)
     for members in groups.values():
         t0 = time.perf_counter()
         outs = run_many(members, device=device) if len(members) > 1 else [run(members[0], device=device)]

@@ -58,6 +58,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from patchinit import cluster
+from patchinit.data.datasets import channel_stats
 from patchinit.init.patch import patch_init_
 from patchinit.patches import (PatchSet, as_image_array, as_rng, filter_informative, grid_patches,
                                sift_patches, subsample)
@@ -153,19 +154,6 @@ class MethodAResult:
 
 
 # ------------------------------------------------------------------ helpers
-def pixel_mean_std(images) -> tuple[np.ndarray, np.ndarray]:
-    """Exact per-channel mean and std of uint8 images, in [0, 1] units (via histograms)."""
-    imgs = as_image_array(images)
-    v = np.arange(256, dtype=np.float64) / 255.0
-    means, stds = [], []
-    for c in range(imgs.shape[-1]):
-        h = np.bincount(imgs[..., c].ravel(), minlength=256).astype(np.float64)
-        mu = (h * v).sum() / h.sum()
-        means.append(mu)
-        stds.append(math.sqrt(max((h * (v - mu) ** 2).sum() / h.sum(), 0.0)))
-    return np.array(means), np.array(stds)
-
-
 def _per_channel(value, n_channels: int, name: str) -> np.ndarray:
     arr = np.asarray(value, dtype=np.float64).reshape(-1)
     if arr.size == 1:
@@ -178,7 +166,7 @@ def _per_channel(value, n_channels: int, name: str) -> np.ndarray:
 def _mean_std(imgs: np.ndarray, opts: MethodAOptions) -> tuple[np.ndarray, np.ndarray]:
     c = imgs.shape[-1]
     if opts.mean is None or opts.std is None:
-        mean, std = pixel_mean_std(imgs)
+        mean, std = channel_stats(imgs)
     else:
         mean, std = opts.mean, opts.std
     mean, std = _per_channel(mean, c, "mean"), _per_channel(std, c, "std")
