@@ -93,3 +93,19 @@ def test_seeded_training_subset_covers_every_class(data_root, monkeypatch):
     assert np.array_equal(images, again)
     first, first_labels = E._train_images(E.variant(cfg, train_subset_seed=None))
     assert len(set(first_labels.tolist())) == 1  # the trap the seed avoids
+
+
+def test_test_subset_is_fixed_random_and_validated(data_root, monkeypatch):
+    from patchinit.protocols import method_b_cifar
+
+    monkeypatch.setenv("PATCHINIT_DATA", str(data_root))
+    cfg = method_b_cifar("quick").config(0)
+    assert cfg["test_subset"] == 2000
+    images, labels = E._test_images(cfg)
+    again, _ = E._test_images(E.variant(cfg, seed=5, model="conv2"))  # same images for every run
+    assert len(labels) == 2000 and np.array_equal(images, again)
+    assert np.bincount(labels, minlength=10).min() > 120
+    full, _ = E._test_images(E.variant(cfg, test_subset=None))
+    assert len(full) == 10_000
+    with pytest.raises(ValueError, match="test_subset"):
+        E._test_images(E.variant(cfg, test_subset=20_000))

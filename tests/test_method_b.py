@@ -13,6 +13,7 @@ from patchinit.init import baseline_init_
 from patchinit.init.method_b import (
     MethodBConfig,
     choose_patterns,
+    conv_map_sizes,
     criteria,
     patches_init_,
     scale_patterns,
@@ -170,6 +171,41 @@ def test_xavier_counts_are_fans_and_match_xavier_normal_std():
     assert abs(w.std().item() - math.sqrt(2) / math.sqrt(n_prev + n_next)) < 1e-3
 
 
+def test_neuron_counts_use_the_map_sizes():
+    model = build_model("conv6", 10)
+    maps = conv_map_sizes(model, (3, 32, 32), model.conv_names)
+    assert maps["conv1"] == ((32, 32), (32, 32)) and maps["conv3"] == ((16, 16), (16, 16))
+    assert maps["conv6"] == ((8, 8), (8, 8))
+    # conv3 of Conv6: 64 channels of 16x16 in, 128 of 16x16 out
+    assert xavier_counts(model.conv3, "neurons", maps["conv3"]) == (64 * 256, 128 * 256)
+    strided = nn.Conv2d(4, 8, 3, stride=2, padding=1)
+    assert conv_map_sizes(nn.Sequential(strided), (4, 10, 10), ["0"])["0"] == ((10, 10), (5, 5))
+    with pytest.raises(ValueError, match="map sizes"):
+        xavier_counts(model.conv3, "neurons")
+
+    class OneUnused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used, self.unused = nn.Conv2d(3, 4, 3), nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return self.used(x)
+
+    with pytest.raises(ValueError, match="not reached"):
+        conv_map_sizes(OneUnused(), (3, 8, 8), ["used", "unused"])
+    with pytest.raises(ValueError, match="scaling"):
+        MethodBConfig(scaling="fans")
+
+
+@pytest.mark.parametrize("scaling", ["neurons", "fan", "channels"])
+def test_every_reading_of_n_gives_its_own_filter_std(scaling, synthetic):
+    imgs, labels = synthetic
+    model = build_model("conv2", 10)
+    recs = patches_init_(model, imgs, labels, P=2000, C=100, seed=0, config=MethodBConfig(scaling=scaling),
+                         progress=False)
+    _check_filters(model, recs, scaling)
+
+
 def test_criteria_follow_D():
     assert criteria(6, None) == ["high"] * 5 + ["low"]  # 5C-1D, the default
     assert criteria(6, 1) == ["low"] * 6  # 0C-6D
@@ -241,11 +277,12 @@ def synthetic():
     return blocky_images(120, seed=0), rng.integers(0, 10, 120)
 
 
-def _check_filters(model, records):
+def _check_filters(model, records, scaling="neurons", image_shape=(3, 32, 32)):
+    maps = conv_map_sizes(model, image_shape, [r.layer for r in records])
     for rec in records:
         conv = model.get_submodule(rec.layer)
         w = conv.weight.detach().reshape(conv.out_channels, -1)[:rec.n_selected]
-        target = math.sqrt(2) / math.sqrt(sum(xavier_counts(conv)))
+        target = math.sqrt(2) / math.sqrt(sum(xavier_counts(conv, scaling, maps[rec.layer])))
         torch.testing.assert_close(w.mean(1), torch.zeros(len(w)), atol=1e-6, rtol=0)
         torch.testing.assert_close(w.std(1, unbiased=False), torch.full((len(w),), target), atol=1e-5, rtol=1e-4)
 

@@ -189,3 +189,29 @@ def test_paired_comparison_errors():
         paired_comparison([1.0, 2.0], [1.0, 3.0], test="sign")
     with pytest.raises(ValueError, match="empty"):
         paired_comparison([], [])
+
+
+def test_grid_frame_and_thesis_table():
+    import pandas as pd
+
+    from patchinit.analysis import Verdict, grid_frame, thesis_vs_ours
+
+    def rec(acc, secs=None):
+        extra = {"init": {"patch": {"conv1": {"time_total": secs}, "conv2": {"time_total": secs}}}} if secs else {}
+        return {"metrics": [{"test_acc": 1.0}, {"test_acc": acc, "test_top5": acc + 20}],
+                "result": {"diverged_at": None}, "extra": extra}
+
+    grid = [({"model": "conv2", "prune": p, "init": i}, {}) for p in (0.1, 0.5) for i in ("Random", "PatchesInit")]
+    frame = grid_frame(grid, [rec(40), rec(45, 1.5), rec(60), rec(58, 2.0)])
+    assert list(frame.test_acc) == [40, 45, 60, 58] and list(frame.test_top5) == [60, 65, 80, 78]
+    assert frame.init_seconds.isna().tolist() == [True, False, True, False] and frame.init_seconds[3] == 4.0
+    paper = pd.DataFrame({"model": "conv2", "metric": "top1", "init": ["Random", "PatchesInit"] * 2,
+                          "prune_pct": [10, 10, 50, 50], "value": [48.1, 52.4, 67.3, 70.7]})
+    t = thesis_vs_ours(frame, paper)
+    assert list(t.index) == [("conv2", "10%"), ("conv2", "50%")]
+    assert t[("thesis", "Δ")].round(1).tolist() == [4.3, 3.4] and t[("ours", "Δ")].tolist() == [5.0, -2.0]
+    with pytest.raises(ValueError, match="grid rows"):
+        grid_frame(grid, [rec(1)])
+    assert "INCONCLUSIVE" in Verdict("B1", "inconclusive", "x", "quick")._repr_markdown_()
+    with pytest.raises(ValueError, match="verdict"):
+        Verdict("B1", "maybe", "x", "quick")

@@ -6,7 +6,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-VERDICTS = ("confirmed", "not confirmed", "refuted")
+VERDICTS = ("confirmed", "not confirmed", "refuted", "inconclusive")
 
 
 def metric_matrix(records: Sequence[Mapping], key: str = "test_acc") -> np.ndarray:
@@ -66,3 +66,51 @@ def layer_output_std(model, x, layers: Sequence[str]) -> dict[str, float]:
         for h in hooks:
             h.remove()
     return out
+
+
+def grid_frame(grid: Sequence[tuple[Mapping, Mapping]], records: Sequence[Mapping],
+               metrics: Sequence[str] = ("test_acc", "test_top5", "test_loss")):
+    """One row per run of a chapter grid: the grid's row labels, the last epoch's
+    ``metrics``, whether the run diverged, and its init record's time (if any)."""
+    import pandas as pd
+
+    if len(grid) != len(records):
+        raise ValueError(f"{len(grid)} grid rows but {len(records)} records")
+    rows = []
+    for (row, _), rec in zip(grid, records):
+        last = rec["metrics"][-1]
+        out = {**row, **{m: last.get(m, np.nan) for m in metrics},
+               "diverged": rec["result"].get("diverged_at") is not None}
+        patch = (rec.get("extra") or {}).get("init", {}).get("patch")
+        if patch:
+            out["init_seconds"] = sum(float(layer.get("time_total", 0.0)) for layer in patch.values())
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def thesis_vs_ours(ours, paper, value: str = "test_acc", metric: str = "top1",
+                   inits: Sequence[str] = ("Random", "PatchesInit"), reference: str | None = None):
+    """A thesis table beside ours, per (model, prune rate): each init's mean over seeds.
+
+    ``ours`` is a :func:`grid_frame`; ``paper`` rows of ``method_b_accuracy.csv`` with a
+    lower-case ``model``.  With ``reference`` (default: the first init) a Δ column gives
+    each other init minus the reference, in both halves.  Cells we did not run are dropped.
+    """
+    import pandas as pd
+
+    reference = reference or inits[0]
+    o = ours.groupby(["model", "prune", "init"])[value].mean().unstack("init")
+    p = (paper[paper.metric == metric].assign(prune=lambda d: d.prune_pct / 100)
+         .pivot_table(index=["model", "prune"], columns="init", values="value"))
+    cols = {}
+    for side, frame in (("thesis", p), ("ours", o)):
+        for init in inits:
+            cols[(side, init)] = frame[init] if init in frame else np.nan
+        for init in inits:
+            if init != reference:
+                label = "Δ" if len(inits) == 2 else f"Δ {init}"
+                cols[(side, label)] = cols[(side, init)] - cols[(side, reference)]
+    t = pd.DataFrame(cols)
+    t = t.dropna(subset=[("ours", inits[0])])
+    t.index = t.index.set_levels([f"{100 * v:.0f}%" for v in t.index.levels[1]], level=1)
+    return t

@@ -6,6 +6,7 @@ recorded as provenance).  A config looks like::
 
     {"experiment": "A1", "profile": "quick",
      "dataset": "mnist", "train_subset": 10000,          # first n training images; None = all
+     "test_subset": None,                                # or n: a fixed random n test images (quick profiles)
      "model": "lenet", "num_classes": 10,
      "normalize": {"mean": [0.1307], "std": [0.3081]},   # or "data": the dataset's own statistics
      "init": {"baseline": "kaiming_uniform",             # a scheme of patchinit.init.baselines,
@@ -91,6 +92,19 @@ def _train_images(config: Mapping) -> tuple[np.ndarray, np.ndarray]:
     if config.get("train_subset_seed") is None:
         return ds.images[:n], ds.labels[:n]
     idx = np.sort(np.random.default_rng(int(config["train_subset_seed"])).permutation(len(ds.labels))[:n])
+    return ds.images[idx], ds.labels[idx]
+
+
+def _test_images(config: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """The test images of a run: all, or with ``test_subset = n`` a fixed random n of them
+    (drawn with seed 0, so every run of a chapter is scored on the same images)."""
+    ds = _dataset(config["dataset"], "test")
+    n = config.get("test_subset")
+    if n is None:
+        return ds.images, ds.labels
+    if not 0 < int(n) <= len(ds.labels):
+        raise ValueError(f"test_subset must be in [1, {len(ds.labels)}] for {config['dataset']}, got {n}")
+    idx = np.sort(np.random.default_rng(0).permutation(len(ds.labels))[:int(n)])
     return ds.images[idx], ds.labels[idx]
 
 
@@ -192,8 +206,8 @@ def _batches(config: Mapping, device: str):
     images, labels = _train_images(config)
     tr = DeviceBatches.from_arrays(images, labels, mean, std, device=device, batch_size=t.get("batch_size", 128),
                                    augment=t.get("augment", False))
-    test = _dataset(config["dataset"], "test")
-    te = DeviceBatches.from_arrays(test.images, test.labels, mean, std, device=device, batch_size=1024)
+    test_images, test_labels = _test_images(config)
+    te = DeviceBatches.from_arrays(test_images, test_labels, mean, std, device=device, batch_size=1024)
     return tr, te
 
 

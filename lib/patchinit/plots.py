@@ -66,13 +66,14 @@ def examples_per_class(labels: np.ndarray, per_class: int, classes: Sequence[int
 
 
 def curves_with_band(ax, curves: Mapping[str, np.ndarray], x: np.ndarray | None = None,
-                     ylabel: str = "test accuracy (%)", xlabel: str = "epoch"):
+                     ylabel: str = "test accuracy (%)", xlabel: str = "epoch",
+                     colors: Mapping[str, str] | None = None):
     """Mean ± std across seeds of each named ``(seeds, epochs)`` array."""
     for name, arr in curves.items():
         arr = np.asarray(arr, dtype=float)
         xs = np.arange(1, arr.shape[1] + 1) if x is None else x
         mean, std = np.nanmean(arr, 0), np.nanstd(arr, 0)
-        (line,) = ax.plot(xs, mean, label=f"{name} (n={arr.shape[0]})")
+        (line,) = ax.plot(xs, mean, label=f"{name} (n={arr.shape[0]})", color=(colors or {}).get(name))
         ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -107,3 +108,29 @@ def boxes_on_image(ax, image: np.ndarray, boxes: np.ndarray, dropped: np.ndarray
     if title:
         ax.set_title(title, fontsize=8)
     return ax
+
+
+def accuracy_vs_prune(ax, ours, paper=None, value: str = "test_acc", inits: Sequence[str] | None = None,
+                      colors: Mapping[str, str] | None = None) -> None:
+    """Final accuracy against prune rate per init (Figs. 5.2, 5.4, 5.6).
+
+    ``ours``: a frame with columns ``prune`` (fraction), ``init`` and ``value`` (several
+    seeds per point are drawn as mean with a ±1 std bar); ``paper``: a frame with
+    ``prune_pct``, ``init``, ``value`` (and optional ``std``), drawn dashed.
+    """
+    inits = list(inits or dict.fromkeys(ours["init"]))
+    colors = dict(colors or {})
+    cycle = iter(["tab:grey", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"])
+    for init in inits:
+        color = colors.setdefault(init, next(cycle))
+        g = ours[ours["init"] == init].groupby("prune")[value]
+        mean, std = g.mean(), g.std().fillna(0.0)
+        ax.errorbar(100 * mean.index.to_numpy(), mean.to_numpy(), yerr=std.to_numpy(), color=color, marker="o",
+                    lw=1.8, capsize=3, label=f"{init} (ours)")
+        if paper is not None and (paper["init"] == init).any():
+            p = paper[paper["init"] == init].sort_values("prune_pct")
+            ax.errorbar(p["prune_pct"], p["value"], yerr=p["std"] if "std" in p else None, color=color,
+                        marker="s", ls="--", lw=1.2, alpha=0.7, capsize=3, label=f"{init} (thesis)")
+    ax.set_xlabel("prune rate (% of weights removed)")
+    ax.set_xticks([10, 30, 50, 70, 90])
+    ax.grid(alpha=0.3)

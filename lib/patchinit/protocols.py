@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import Sequence
 
 PROFILES = ("quick", "paper")
 
@@ -69,17 +70,65 @@ def method_a_mnist(profile: str = "quick") -> Protocol:
 
 # Method B (Rencoret §5.2): edge-popup supermasks; SGD lr 0.1, cosine, momentum 0.9, weight decay 1e-4,
 # batch 128, 100 epochs, crop and flip; "Random" = Xavier normal; PatchesInit with P = 50k, C = 500.
+METHOD_B_PRUNES = (0.1, 0.3, 0.5, 0.7, 0.9)
+METHOD_B_MODELS = ("conv2", "conv4", "conv6")
+
+# The inits a method-B chapter compares, by the name the thesis gives them: a baseline scheme of
+# patchinit.init.baselines, plus (for the patch inits) the PatchesInit options that differ.
+METHOD_B_INITS = {
+    "Random": ("xavier_normal", None),
+    "PatchesInit": ("xavier_normal", {}),
+    "SimpleInit": ("xavier_normal", {"simple": True, "P": 10_000}),
+    "Xavier normal": ("xavier_normal", None),
+    "Xavier uniform": ("xavier_uniform", None),
+    "Kaiming normal": ("kaiming_normal", None),
+    "Kaiming uniform": ("kaiming_uniform", None),
+}
+
+
+def method_b_init(config: dict, init: str, **options) -> dict:
+    """``config`` with the init the thesis calls ``init`` (a key of :data:`METHOD_B_INITS`).
+
+    ``options`` change PatchesInit's options (``P``, ``C``, ``D``, ``simple``); they are an
+    error for the random baselines.  "Random" and "Xavier normal" are the same config, so
+    they share one run in the results store.
+    """
+    from patchinit.experiment import variant
+
+    if init not in METHOD_B_INITS:
+        raise ValueError(f"unknown method-B init {init!r}; choose one of {list(METHOD_B_INITS)}")
+    scheme, patch_options = METHOD_B_INITS[init]
+    out = variant(config, **{"init.baseline": scheme})
+    if patch_options is None:
+        if options:
+            raise ValueError(f"{init} is a random init and takes no PatchesInit options, got {sorted(options)}")
+        out["init"]["patch"] = None
+        return out
+    patch = out["init"].get("patch") or {"method": "B", "options": dict(_METHOD_B_PATCH_OPTIONS)}
+    patch["options"] = {**patch["options"], **patch_options, **options}
+    out["init"]["patch"] = patch
+    return out
+
+
+_METHOD_B_PATCH_OPTIONS = {"P": 50_000, "C": 500, "D": None, "simple": False, "scaling": "neurons",
+                           "blas_threads": 1}
+
+
 def method_b_cifar(profile: str = "quick", dataset: str = "cifar10", model: str = "conv6",
                    prune: float = 0.5) -> Protocol:
+    """Edge-popup training of ``model`` at ``prune`` on CIFAR, initialised by PatchesInit.
+
+    Use :func:`method_b_init` on its configs for the other inits.
+    """
     _check(profile)
+    if dataset not in ("cifar10", "cifar100"):
+        raise ValueError(f"method B's CIFAR protocol covers cifar10 and cifar100, got {dataset!r}")
     base = {
         "experiment": "method-b-cifar",
         "dataset": dataset, "train_subset": None,
         "model": model, "num_classes": 100 if dataset == "cifar100" else 10,
         "normalize": "data",
-        "init": {"baseline": "xavier_normal",
-                 "patch": {"method": "B", "options": {"P": 50_000, "C": 500, "D": None, "simple": False,
-                                                      "blas_threads": 1}}},
+        "init": {"baseline": "xavier_normal", "patch": {"method": "B", "options": dict(_METHOD_B_PATCH_OPTIONS)}},
         "supermask": {"prune": float(prune)},
         "train": {"epochs": 100, "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "cosine",
                   "batch_size": 128, "augment": True},
@@ -87,15 +136,126 @@ def method_b_cifar(profile: str = "quick", dataset: str = "cifar10", model: str 
     seeds = (0, 1, 2) if dataset == "cifar100" else (0,)
     if profile == "paper":
         return Protocol("method-b-cifar", profile, base, seeds=seeds)
-    base["train_subset"] = 5_000
+    base["train_subset"] = QUICK_B["train_subset"]
     base["train_subset_seed"] = 0  # our CIFAR copies are stored class by class: draw the subset at random
-    base["train"]["epochs"] = 3
-    return Protocol("method-b-cifar", profile, base, seeds=(0, 1, 2),
-                    differences=("a seeded random 5,000 of the 50,000 training images (the full 10,000-image test set), "
-                                 "so an epoch is 40 SGD steps instead of 391",
-                                 "3 epochs instead of 100, with the cosine schedule compressed to those 3 epochs",
-                                 "3 seeds" + (" instead of 1" if dataset != "cifar100" else ""),
-                                 "PatchesInit keeps the thesis's P = 50,000 and C = 500, drawn from those 5,000 images"))
+    base["test_subset"] = QUICK_B["test_subset"]
+    base["train"]["epochs"] = QUICK_B["epochs"]
+    steps = QUICK_B["train_subset"] // 128 + 1
+    return Protocol("method-b-cifar", profile, base, seeds=(0,),
+                    differences=(f"a seeded random {QUICK_B['train_subset']:,} of the 50,000 training images, so an "
+                                 f"epoch is {steps} SGD steps instead of 391",
+                                 f"{QUICK_B['epochs']} epochs instead of 100, with the cosine schedule compressed to "
+                                 f"those {QUICK_B['epochs']} epochs",
+                                 f"scored on a fixed random {QUICK_B['test_subset']:,} of the 10,000 test images "
+                                 f"(a standard error of about 1 point on an accuracy near 50%)",
+                                 "1 seed" + (" instead of 3" if dataset == "cifar100" else ", as in the thesis"),
+                                 "PatchesInit keeps the thesis's P = 50,000 and C = 500, drawn from those "
+                                 f"{QUICK_B['train_subset']:,} images"))
+
+
+# The quick profile of method B: one setting shared by every chapter, sized so that a
+# Conv6 run takes a few CPU-minutes.
+QUICK_B = {"train_subset": 5_000, "test_subset": 2_000, "epochs": 3}
+
+
+# ------------------------------------------------------------------ method B chapter grids
+# Each grid is a list of (row, config): ``row`` names the cell of the thesis's table or figure
+# (model, prune, init, ...), ``config`` is the run.  A chapter and a batch job that fills the
+# results store ahead of it call the same function, so they cannot disagree on a run.
+
+QUICK_B_GRIDS = {
+    # CIFAR-10 is the flagship table (Tables 8.1-8.3): every prune rate even in the quick profile.
+    "cifar10": {"models": METHOD_B_MODELS, "prunes": METHOD_B_PRUNES},
+    "cifar100": {"models": METHOD_B_MODELS, "prunes": (0.1, 0.5, 0.9)},
+    "inits": {"models": ("conv4",), "prunes": (0.1, 0.5, 0.9)},
+    "ablation": {"prunes": (0.5,), "max_P": 100_000},
+}
+PAPER_B_GRIDS = {
+    "cifar10": {"models": METHOD_B_MODELS, "prunes": METHOD_B_PRUNES},
+    "cifar100": {"models": METHOD_B_MODELS, "prunes": METHOD_B_PRUNES},
+    "inits": {"models": METHOD_B_MODELS, "prunes": METHOD_B_PRUNES},
+    "ablation": {"prunes": (0.3, 0.5, 0.7), "max_P": None},
+}
+
+# Tables 5.3, 8.10, 8.11: (label, P, C); SimpleInit's C is the number of filters.
+PC_ROWS = (("SimpleInit", 10_000, None), ("50k / 500", 50_000, 500), ("100k / 1000", 100_000, 1_000),
+           ("200k / 2000", 200_000, 2_000), ("500k / 5000", 500_000, 5_000), ("1M / 10000", 1_000_000, 10_000))
+# Tables 5.5, 8.12, 8.13: "xC-yD" on Conv6 = the first x layers take common (high-entropy) clusters.
+D_ROWS = tuple((f"{x}C-{6 - x}D", x + 1) for x in (6, 5, 4, 3, 2, 1, 0))
+
+
+def _grid_spec(profile: str, name: str) -> dict:
+    _check(profile)
+    return (QUICK_B_GRIDS if profile == "quick" else PAPER_B_GRIDS)[name]
+
+
+def method_b_accuracy_grid(profile: str, dataset: str,
+                           inits: Sequence[str] = ("Random", "PatchesInit")) -> list[tuple[dict, dict]]:
+    """Figs. 5.2/5.4 and Tables 8.1-8.9: every model x prune rate x init x seed."""
+    spec = _grid_spec(profile, dataset)
+    out = []
+    for model in spec["models"]:
+        for prune in spec["prunes"]:
+            proto = method_b_cifar(profile, dataset, model, prune)
+            for init in inits:
+                for seed in proto.seeds:
+                    row = {"model": model, "prune": prune, "init": init, "seed": seed}
+                    out.append((row, method_b_init(proto.config(seed), init)))
+    return out
+
+
+def method_b_reading_grid(profile: str, model: str = "conv6", prune: float = 0.5) -> list[tuple[dict, dict]]:
+    """Eq. 4.2's n read three ways on CIFAR-10 (Random, and PatchesInit with n = neurons, fan and channels)."""
+    proto = method_b_cifar(profile, "cifar10", model, prune)
+    out = [({"model": model, "prune": prune, "init": "Random", "scaling": None, "seed": s},
+            method_b_init(proto.config(s), "Random")) for s in proto.seeds]
+    for scaling in ("neurons", "fan", "channels"):
+        out += [({"model": model, "prune": prune, "init": "PatchesInit", "scaling": scaling, "seed": s},
+                 method_b_init(proto.config(s), "PatchesInit", scaling=scaling)) for s in proto.seeds]
+    return out
+
+
+def method_b_init_grid(profile: str) -> list[tuple[dict, dict]]:
+    """Fig. 5.6: PatchesInit against Xavier and Kaiming, normal and uniform, on CIFAR-100."""
+    spec = _grid_spec(profile, "inits")
+    inits = ("PatchesInit", "Xavier normal", "Xavier uniform", "Kaiming normal", "Kaiming uniform")
+    out = []
+    for model in spec["models"]:
+        for prune in spec["prunes"]:
+            proto = method_b_cifar(profile, "cifar100", model, prune)
+            for init in inits:
+                for seed in proto.seeds:
+                    out.append(({"model": model, "prune": prune, "init": init, "seed": seed},
+                                method_b_init(proto.config(seed), init)))
+    return out
+
+
+def method_b_ablation_grid(profile: str, kind: str) -> list[tuple[dict, dict]]:
+    """Conv6 on CIFAR-100, seed 0: ``kind="PC"`` (Tables 5.3, 8.10, 8.11) or ``"D"`` (5.5, 8.12, 8.13).
+
+    The quick profile leaves out the P/C rows that need more images than its training
+    subset holds (P at 50 patches per image).
+    """
+    if kind not in ("PC", "D"):
+        raise ValueError(f"kind must be 'PC' or 'D', got {kind!r}")
+    spec = _grid_spec(profile, "ablation")
+    out = []
+    for prune in spec["prunes"]:
+        proto = method_b_cifar(profile, "cifar100", "conv6", prune)
+        base = proto.config(0)
+        if kind == "PC":
+            for label, P, C in PC_ROWS:
+                if spec["max_P"] is not None and P > spec["max_P"]:
+                    continue
+                cfg = (method_b_init(base, "SimpleInit", P=P) if C is None
+                       else method_b_init(base, "PatchesInit", P=P, C=C))
+                out.append(({"prune": prune, "row": label, "P": P, "C": C}, cfg))
+        else:
+            for label, D in D_ROWS:
+                # D = 6 is the default (the last conv): leave it unset so the run is shared with the grids
+                d = None if D == 6 else D
+                out.append(({"prune": prune, "row": label, "D": D}, method_b_init(base, "PatchesInit", D=d)))
+    return out
 
 
 def describe(p: Protocol) -> str:

@@ -88,8 +88,9 @@ from patchinit.patches.boxes import sample_box_patches, selective_search_many
 log = logging.getLogger(__name__)
 
 __all__ = ["MethodBConfig", "LayerRecord", "PatternChoice", "patches_init_", "choose_patterns",
-           "scale_patterns", "xavier_counts", "criteria", "STAGES"]
+           "scale_patterns", "xavier_counts", "conv_map_sizes", "criteria", "STAGES", "SCALINGS"]
 
+SCALINGS = ("fan", "channels", "neurons")
 STAGES = ("selective_search", "patch_sampling", "activation_forward", "pca", "kmeans", "selection")
 
 
@@ -103,7 +104,7 @@ class MethodBConfig:
     max_iter: int = 10              # MiniBatchKMeans
     min_cluster_size: int = 5       # "filter out clusters that contain less than five patches"
     max_box_fraction: float = 0.5   # drop boxes covering more than 50% of the image
-    scaling: str = "fan"            # n_{l-1}, n_{l+1} = fan_in, fan_out ("fan") or C_in, C_out ("channels")
+    scaling: str = "neurons"        # n_{l-1}, n_{l+1}: "neurons" (C*H*W), "fan" (C*k*k) or "channels" (C)
     shortfall: str = "raise"        # "raise" or "baseline" when too few usable clusters
     pca_solver: str = "auto"        # sklearn PCA svd_solver; "auto" is sklearn's default, as in the thesis
     forward_batch: int = 500        # images per forward pass for activation maps
@@ -111,8 +112,8 @@ class MethodBConfig:
     blas_threads: int | None = None  # cap BLAS/OpenMP threads in PCA and k-means (None: library default)
 
     def __post_init__(self):
-        if self.scaling not in ("fan", "channels"):
-            raise ValueError(f"scaling must be 'fan' or 'channels', got {self.scaling!r}")
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
         if self.shortfall not in ("raise", "baseline"):
             raise ValueError(f"shortfall must be 'raise' or 'baseline', got {self.shortfall!r}")
         for name in ("per_image", "n_components", "batch_size", "max_iter", "forward_batch"):
@@ -158,8 +159,14 @@ class LayerRecord:
 
 
 # ----------------------------------------------------------------- scaling
-def xavier_counts(conv: nn.Conv2d, scaling: str = "fan") -> tuple[int, int]:
-    """``(n_{l-1}, n_{l+1})`` of the thesis's eq. 4.2 for ``conv`` (module docstring)."""
+def xavier_counts(conv: nn.Conv2d, scaling: str = "fan",
+                  maps: tuple[tuple[int, int], tuple[int, int]] | None = None) -> tuple[int, int]:
+    """``(n_{l-1}, n_{l+1})`` of the thesis's eq. 4.2 for ``conv`` (module docstring).
+
+    ``scaling="neurons"`` counts the units of the conv's input and output maps,
+    ``C_in*H_in*W_in`` and ``C_out*H_out*W_out``, and needs their spatial sizes
+    ``maps = ((H_in, W_in), (H_out, W_out))`` (see :func:`conv_map_sizes`).
+    """
     c_out, c_in_per_group = conv.weight.shape[:2]
     c_in = c_in_per_group * conv.groups
     if scaling == "channels":
@@ -167,7 +174,37 @@ def xavier_counts(conv: nn.Conv2d, scaling: str = "fan") -> tuple[int, int]:
     if scaling == "fan":
         receptive = conv.weight[0, 0].numel()
         return c_in_per_group * receptive, c_out * receptive
-    raise ValueError(f"scaling must be 'fan' or 'channels', got {scaling!r}")
+    if scaling == "neurons":
+        if maps is None:
+            raise ValueError("scaling='neurons' needs the conv's input and output map sizes (maps=...)")
+        (h_in, w_in), (h_out, w_out) = maps
+        return c_in * h_in * w_in, c_out * h_out * w_out
+    raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+
+
+@torch.no_grad()
+def conv_map_sizes(model: nn.Module, image_shape: tuple[int, int, int],
+                   names: Sequence[str]) -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
+    """Spatial sizes ``((H_in, W_in), (H_out, W_out))`` of the named convs for one
+    ``image_shape = (C, H, W)`` input, from a single forward pass of a zero image."""
+    modules = dict(model.named_modules())
+    sizes: dict = {}
+    hooks = [modules[n].register_forward_hook(
+        lambda m, i, o, n=n: sizes.__setitem__(n, (tuple(i[0].shape[-2:]), tuple(o.shape[-2:]))))
+        for n in names]
+    was_training = model.training
+    try:
+        model.eval()
+        device = next(model.parameters()).device
+        model(torch.zeros((1, *image_shape), device=device))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    missing = [n for n in names if n not in sizes]
+    if missing:
+        raise ValueError(f"layers {missing} were not reached by the forward pass")
+    return sizes
 
 
 def scale_patterns(patterns: np.ndarray, n_prev: int, n_next: int) -> np.ndarray:
@@ -406,7 +443,7 @@ def choose_patterns(patches, classes, n_filters: int, n_clusters: int, criterion
 
 
 def _init_layer(source: _PatchSource, index, name, conv, criterion, labs, n_clusters, cfg,
-                seed) -> LayerRecord:
+                seed, maps=None) -> LayerRecord:
     """Sample, choose, scale and write the filters of one conv layer."""
     times: dict[str, float] = {}
     rng, choice_seed = _layer_seeds(seed, index)
@@ -425,7 +462,7 @@ def _init_layer(source: _PatchSource, index, name, conv, criterion, labs, n_clus
             f"config=MethodBConfig(shortfall='baseline') to keep baseline filters")
     t0 = time.perf_counter()
     if n_take:
-        filters = scale_patterns(choice.patterns, *xavier_counts(conv, cfg.scaling))
+        filters = scale_patterns(choice.patterns, *xavier_counts(conv, cfg.scaling, maps))
         weight = conv.weight.detach().clone()  # rows past n_take keep their baseline values
         weight[:n_take] = torch.from_numpy(filters).to(weight.device, weight.dtype)
         patch_init_(conv, weight)
@@ -477,12 +514,14 @@ def patches_init_(model: nn.Module, images, labels, P: int = 50_000, C: int = 50
     source = _PatchSource(model, imgs, norm, int(P), cfg, seed, workers, progress)  # checks P first
 
     baseline_init_(model, baseline, seed=seed)
+    maps = (conv_map_sizes(model, (imgs.shape[3], imgs.shape[1], imgs.shape[2]), [n for n, _ in convs])
+            if cfg.scaling == "neurons" else {})
     records = []
     bar = tqdm(list(zip(convs, kinds)), desc="SimpleInit" if simple else "PatchesInit", unit="layer",
                disable=not progress)
     for index, ((name, conv), kind) in enumerate(bar, start=1):
         bar.set_postfix_str(name)
-        rec = _init_layer(source, index, name, conv, kind, labs, int(C), cfg, seed)
+        rec = _init_layer(source, index, name, conv, kind, labs, int(C), cfg, seed, maps.get(name))
         log.info("%s %s: %d filters from %d clusters (kept %d), mean entropy %s bits, %.2f s",
                  "SimpleInit" if simple else "PatchesInit", name, rec.n_selected, rec.n_clusters,
                  rec.n_clusters_kept, rec.mean_entropy_selected, rec.total_time)

@@ -1,0 +1,36 @@
+"""Fill the results store ahead of the method-B chapters: ``python tools/fill_results.py GRID... [--part i/n]``.
+
+GRID is one of cifar10, cifar100, inits, readings, PC, D.  ``--part i/n`` trains every n-th missing run
+starting at i, so n processes can share a machine (set OMP_NUM_THREADS so they do not
+oversubscribe it).  The chapters build the same configs with the same functions, so what this
+trains is exactly what they load.
+"""
+import argparse
+
+from patchinit import protocols as P
+from patchinit.experiment import run_all
+from patchinit.results import ResultsStore
+
+GRIDS = {"cifar10": lambda p: P.method_b_accuracy_grid(p, "cifar10"),
+         "cifar100": lambda p: P.method_b_accuracy_grid(p, "cifar100"),
+         "inits": P.method_b_init_grid,
+         "readings": P.method_b_reading_grid,
+         "PC": lambda p: P.method_b_ablation_grid(p, "PC"),
+         "D": lambda p: P.method_b_ablation_grid(p, "D")}
+
+ap = argparse.ArgumentParser()
+ap.add_argument("grids", nargs="+", choices=sorted(GRIDS))
+ap.add_argument("--profile", default="quick", choices=P.PROFILES)
+ap.add_argument("--part", default="0/1")
+ap.add_argument("--device", default="auto")
+ap.add_argument("--results", default="results")
+args = ap.parse_args()
+i, n = map(int, args.part.split("/"))
+store = ResultsStore(args.results)
+for name in args.grids:
+    configs = [c for _, c in GRIDS[name](args.profile)]
+    todo = store.missing(configs)[i::n]
+    print(f"{name}: {len(configs)} runs, {len(store.missing(configs))} missing, this part trains {len(todo)}", flush=True)
+    for k, cfg in enumerate(todo, 1):
+        run_all(store, [cfg], device=args.device, group=False)
+        print(f"  {name} {k}/{len(todo)} done", flush=True)
