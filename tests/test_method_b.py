@@ -277,7 +277,7 @@ def synthetic():
     return blocky_images(120, seed=0), rng.integers(0, 10, 120)
 
 
-def _check_filters(model, records, scaling="neurons", image_shape=(3, 32, 32)):
+def _check_filters(model, records, scaling="fan", image_shape=(3, 32, 32)):
     maps = conv_map_sizes(model, image_shape, [r.layer for r in records])
     for rec in records:
         conv = model.get_submodule(rec.layer)
@@ -414,3 +414,24 @@ def test_patches_init_on_real_cifar_subset(data_root):
     assert records[0].mean_boxes > 1 and records[0].n_whole_image < 30
     # the last layer (D) takes the low-entropy clusters, the others the high ones
     assert records[-1].mean_entropy_selected < min(r.mean_entropy_selected for r in records[:-1])
+
+
+def test_keep_clusters_records_the_whole_clustering(synthetic):
+    from patchinit import cluster
+
+    imgs, labels = synthetic
+    model = build_model("conv2", 10)
+    recs = patches_init_(model, imgs, labels, P=2000, C=100, seed=0, progress=False,
+                         config=MethodBConfig(keep_clusters=True))
+    plain = patches_init_(build_model("conv2", 10), imgs, labels, P=2000, C=100, seed=0, progress=False)
+    for rec, ref in zip(recs, plain):
+        c = rec.clusters
+        assert ref.clusters is None and "clusters" not in rec.as_dict()
+        assert c.labels.shape == c.classes.shape == c.image_index.shape == (2000,)
+        np.testing.assert_array_equal(c.classes, labels[c.image_index])
+        np.testing.assert_allclose(c.entropy, cluster.cluster_entropy(c.labels, c.classes, c.n_clusters))
+        kept = np.sort(c.entropy[c.kept])
+        assert set(np.round(rec.entropy_selected, 9)) <= set(np.round(kept, 9))
+        extreme = max if rec.criterion == "high" else min
+        assert extreme(rec.entropy_selected) == pytest.approx(extreme(kept))
+        assert rec.entropy_selected == ref.entropy_selected  # recording changes nothing

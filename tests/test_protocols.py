@@ -7,7 +7,7 @@ from patchinit.results import config_key
 
 def test_method_b_init_names():
     base = P.method_b_cifar("paper", "cifar10", "conv4", 0.3).config(0)
-    assert base["init"]["patch"]["options"]["scaling"] == "neurons"
+    assert base["init"]["patch"]["options"]["scaling"] == "fan"
     random = P.method_b_init(base, "Random")
     assert random["init"] == {"baseline": "xavier_normal", "patch": None}
     assert config_key(random) == config_key(P.method_b_init(base, "Xavier normal"))  # one run, two names
@@ -69,6 +69,7 @@ def test_init_and_reading_grids():
     assert {r["init"] for r, _ in g} == {"PatchesInit", "Xavier normal", "Xavier uniform", "Kaiming normal",
                                          "Kaiming uniform"}
     assert all(c["dataset"] == "cifar100" for _, c in g)
-    readings = P.method_b_reading_grid("quick")
+    readings = P.method_b_reading_grid("quick", models=("conv6",))
     scalings = [c["init"]["patch"]["options"]["scaling"] if c["init"]["patch"] else None for _, c in readings]
-    assert scalings == [None, "neurons", "fan", "channels"]
+    assert scalings == [None, "fan", "neurons", "channels"]
+    assert {r["model"] for r, _ in P.method_b_reading_grid("quick")} == {"conv2", "conv6"}

@@ -110,7 +110,7 @@ def method_b_init(config: dict, init: str, **options) -> dict:
     return out
 
 
-_METHOD_B_PATCH_OPTIONS = {"P": 50_000, "C": 500, "D": None, "simple": False, "scaling": "neurons",
+_METHOD_B_PATCH_OPTIONS = {"P": 50_000, "C": 500, "D": None, "simple": False, "scaling": "fan",
                            "blas_threads": 1}
 
 
@@ -204,14 +204,18 @@ def method_b_accuracy_grid(profile: str, dataset: str,
     return out
 
 
-def method_b_reading_grid(profile: str, model: str = "conv6", prune: float = 0.5) -> list[tuple[dict, dict]]:
-    """Eq. 4.2's n read three ways on CIFAR-10 (Random, and PatchesInit with n = neurons, fan and channels)."""
-    proto = method_b_cifar(profile, "cifar10", model, prune)
-    out = [({"model": model, "prune": prune, "init": "Random", "scaling": None, "seed": s},
-            method_b_init(proto.config(s), "Random")) for s in proto.seeds]
-    for scaling in ("neurons", "fan", "channels"):
-        out += [({"model": model, "prune": prune, "init": "PatchesInit", "scaling": scaling, "seed": s},
-                 method_b_init(proto.config(s), "PatchesInit", scaling=scaling)) for s in proto.seeds]
+def method_b_reading_grid(profile: str, models: Sequence[str] = ("conv2", "conv6"),
+                          prune: float = 0.5) -> list[tuple[dict, dict]]:
+    """Eq. 4.2's n read three ways on CIFAR-10: Random, and PatchesInit with n = fan
+    (C*k*k, the default), neurons (C*H*W) and channels (C), for each model."""
+    out = []
+    for model in models:
+        proto = method_b_cifar(profile, "cifar10", model, prune)
+        out += [({"model": model, "prune": prune, "init": "Random", "scaling": None, "seed": s},
+                 method_b_init(proto.config(s), "Random")) for s in proto.seeds]
+        for scaling in ("fan", "neurons", "channels"):
+            out += [({"model": model, "prune": prune, "init": "PatchesInit", "scaling": scaling, "seed": s},
+                     method_b_init(proto.config(s), "PatchesInit", scaling=scaling)) for s in proto.seeds]
     return out
 
 

@@ -69,7 +69,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -88,7 +88,7 @@ from patchinit.patches.boxes import sample_box_patches, selective_search_many
 log = logging.getLogger(__name__)
 
 __all__ = ["MethodBConfig", "LayerRecord", "PatternChoice", "patches_init_", "choose_patterns",
-           "scale_patterns", "xavier_counts", "conv_map_sizes", "criteria", "STAGES", "SCALINGS"]
+           "LayerClusters", "scale_patterns", "xavier_counts", "conv_map_sizes", "criteria", "STAGES", "SCALINGS"]
 
 SCALINGS = ("fan", "channels", "neurons")
 STAGES = ("selective_search", "patch_sampling", "activation_forward", "pca", "kmeans", "selection")
@@ -104,12 +104,13 @@ class MethodBConfig:
     max_iter: int = 10              # MiniBatchKMeans
     min_cluster_size: int = 5       # "filter out clusters that contain less than five patches"
     max_box_fraction: float = 0.5   # drop boxes covering more than 50% of the image
-    scaling: str = "neurons"        # n_{l-1}, n_{l+1}: "neurons" (C*H*W), "fan" (C*k*k) or "channels" (C)
+    scaling: str = "fan"            # n_{l-1}, n_{l+1}: "fan" (C*k*k), "neurons" (C*H*W) or "channels" (C)
     shortfall: str = "raise"        # "raise" or "baseline" when too few usable clusters
     pca_solver: str = "auto"        # sklearn PCA svd_solver; "auto" is sklearn's default, as in the thesis
     forward_batch: int = 500        # images per forward pass for activation maps
     degenerate_tol: float = 1e-6    # sigma at or below this counts as a constant pattern
     blas_threads: int | None = None  # cap BLAS/OpenMP threads in PCA and k-means (None: library default)
+    keep_clusters: bool = False     # keep every patch's cluster and class in the records (LayerClusters)
 
     def __post_init__(self):
         if self.scaling not in SCALINGS:
@@ -119,6 +120,18 @@ class MethodBConfig:
         for name in ("per_image", "n_components", "batch_size", "max_iter", "forward_batch"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+
+
+@dataclass
+class LayerClusters:
+    """The whole clustering of one layer, for analysis beyond the selected clusters."""
+
+    labels: np.ndarray       # (P,) k-means cluster of every patch
+    classes: np.ndarray      # (P,) class of every patch's source image
+    image_index: np.ndarray  # (P,) row of the source image in the images given
+    entropy: np.ndarray      # (C,) label entropy of every cluster, bits
+    kept: np.ndarray         # ids of the clusters large enough to be selected
+    n_clusters: int
 
 
 @dataclass
@@ -142,6 +155,7 @@ class LayerRecord:
     n_whole_image: int = 0        # layer 1: images sampled from the whole frame (too few box windows)
     mean_boxes: float | None = None  # layer 1: kept boxes per image
     times: dict[str, float] = field(default_factory=dict)  # seconds per stage (STAGES)
+    clusters: "LayerClusters | None" = None  # with config.keep_clusters: the full clustering
 
     @property
     def total_time(self) -> float:
@@ -149,7 +163,8 @@ class LayerRecord:
 
     def as_dict(self) -> dict:
         """Flat dict (``time_<stage>`` columns), e.g. for a DataFrame or a results record."""
-        d = asdict(self)
+        d = asdict(replace(self, clusters=None))  # the clustering's arrays stay on the record only
+        d.pop("clusters")
         times = d.pop("times")
         d["patch_shape"] = list(d["patch_shape"])
         for stage in STAGES:
@@ -387,6 +402,8 @@ class PatternChoice:
     n_kept: int            # clusters with >= min_size patches
     n_degenerate: int      # kept clusters whose pattern is constant (unusable)
     times: dict[str, float]
+    labels: np.ndarray | None = None       # (P,) k-means cluster of every patch
+    entropy_all: np.ndarray | None = None  # (n_clusters,) label entropy of every cluster, bits
 
 
 def choose_patterns(patches, classes, n_filters: int, n_clusters: int, criterion: str,
@@ -439,7 +456,7 @@ def choose_patterns(patches, classes, n_filters: int, n_clusters: int, criterion
     times["pca"], times["kmeans"] = t1 - t0, t2 - t1
     times["selection"] = time.perf_counter() - t2
     return PatternChoice(picked, chosen, entropy[chosen], int(n_clusters), int(kept.size),
-                         int((~usable).sum()), times)
+                         int((~usable).sum()), times, labels=np.asarray(labels), entropy_all=entropy)
 
 
 def _init_layer(source: _PatchSource, index, name, conv, criterion, labs, n_clusters, cfg,
@@ -472,13 +489,19 @@ def _init_layer(source: _PatchSource, index, name, conv, criterion, labs, n_clus
         log.warning("layer %d (%s): %d of %d filters keep their baseline values (only %d usable clusters)",
                     index, name, n_filters - n_take, n_filters, n_take)
     ent = choice.entropy.astype(float).tolist()
+    clusters = None
+    if cfg.keep_clusters:
+        min_size = 1 if criterion == "simple" else cfg.min_cluster_size
+        clusters = LayerClusters(labels=choice.labels, classes=labs[ps.image_index], image_index=ps.image_index,
+                                 entropy=choice.entropy_all,
+                                 kept=cluster.drop_small_clusters(choice.labels, k, min_size), n_clusters=k)
     return LayerRecord(
         layer=name, index=index, criterion=criterion, n_filters=n_filters, patch_shape=ps.patch_shape,
         n_patches=len(ps), n_images=int(np.unique(ps.image_index).size), n_clusters=k,
         n_clusters_kept=choice.n_kept, n_degenerate=choice.n_degenerate, n_selected=n_take,
         n_baseline_filters=n_filters - n_take,
         mean_entropy_selected=float(np.mean(ent)) if ent else None,
-        entropy_selected=ent, times=times, **extra)
+        entropy_selected=ent, times=times, clusters=clusters, **extra)
 
 
 # --------------------------------------------------------------------- entry
