@@ -210,6 +210,7 @@ def test_grid_frame_and_thesis_table():
     t = thesis_vs_ours(frame, paper)
     assert list(t.index) == [("conv2", "10%"), ("conv2", "50%")]
     assert t[("thesis", "Δ")].round(1).tolist() == [4.3, 3.4] and t[("ours", "Δ")].tolist() == [5.0, -2.0]
+    assert t[("ours − thesis", "Random")].round(1).tolist() == [-8.1, -7.3]
     with pytest.raises(ValueError, match="grid rows"):
         grid_frame(grid, [rec(1)])
     assert "INCONCLUSIVE" in Verdict("B1", "inconclusive", "x", "quick")._repr_markdown_()

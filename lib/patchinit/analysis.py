@@ -94,7 +94,8 @@ def thesis_vs_ours(ours, paper, value: str = "test_acc", metric: str = "top1",
 
     ``ours`` is a :func:`grid_frame`; ``paper`` rows of ``method_b_accuracy.csv`` with a
     lower-case ``model``.  With ``reference`` (default: the first init) a Δ column gives
-    each other init minus the reference, in both halves.  Cells we did not run are dropped.
+    each other init minus the reference, in both halves; the last group gives ours minus
+    the thesis for each init.  Cells we did not run are dropped.
     """
     import pandas as pd
 
@@ -110,6 +111,8 @@ def thesis_vs_ours(ours, paper, value: str = "test_acc", metric: str = "top1",
             if init != reference:
                 label = "Δ" if len(inits) == 2 else f"Δ {init}"
                 cols[(side, label)] = cols[(side, init)] - cols[(side, reference)]
+    for init in inits:
+        cols[("ours − thesis", init)] = cols[("ours", init)] - cols[("thesis", init)]
     t = pd.DataFrame(cols)
     t = t.dropna(subset=[("ours", inits[0])])
     t.index = t.index.set_levels([f"{100 * v:.0f}%" for v in t.index.levels[1]], level=1)
