@@ -77,6 +77,10 @@ def curves_with_band(ax, curves: Mapping[str, np.ndarray], x: np.ndarray | None 
         ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    if x is None:
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return ax
