@@ -11,7 +11,7 @@ def test_method_b_init_names():
     random = P.method_b_init(base, "Random")
     assert random["init"] == {"baseline": "xavier_normal", "patch": None}
     assert config_key(random) == config_key(P.method_b_init(base, "Xavier normal"))  # one run, two names
-    assert P.method_b_init(base, "Kaiming uniform")["init"]["baseline"] == "kaiming_uniform"
+    assert P.method_b_init(base, "Kaiming uniform")["init"]["baseline"] == "he_uniform"
     simple = P.method_b_init(base, "SimpleInit")["init"]["patch"]["options"]
     assert simple["simple"] is True and simple["P"] == 10_000
     assert P.method_b_init(base, "PatchesInit", D=3)["init"]["patch"]["options"]["D"] == 3

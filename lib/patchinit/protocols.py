@@ -82,7 +82,9 @@ METHOD_B_INITS = {
     "Xavier normal": ("xavier_normal", None),
     "Xavier uniform": ("xavier_uniform", None),
     "Kaiming normal": ("kaiming_normal", None),
-    "Kaiming uniform": ("kaiming_uniform", None),
+    # edge-popup's kaiming_uniform (ReLU gain, variance 2/fan_in), not PyTorch's default a = sqrt(5),
+    # which is what method A's chapters call "Kaiming U"
+    "Kaiming uniform": ("he_uniform", None),
 }
 
 

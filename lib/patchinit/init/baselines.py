@@ -10,6 +10,8 @@ Schemes (names are the ones used in configs and records):
 ``kaiming_uniform``  PyTorch's default: ``kaiming_uniform_(a=sqrt(5))``,
                      i.e. ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (Lehmann & Ebner's "Kaiming U").
 ``kaiming_normal``   He et al. 2015: ``N(0, 2/fan_in)`` (ReLU gain, fan-in).
+``he_uniform``       He et al. 2015, uniform: ``U(-a, a)``, ``a = sqrt(6/fan_in)``, the same variance as
+                     ``kaiming_normal``; edge-popup's ``kaiming_uniform`` (the thesis's "Kaiming Uniform").
 ``xavier_normal``    Glorot & Bengio 2010: ``N(0, 2/(fan_in+fan_out))``; the thesis's "Random".
 ``xavier_uniform``   ``U(-a, a)``, ``a = sqrt(6/(fan_in+fan_out))``.
 ``signed_constant``  edge-popup's constant: ``±sqrt(2/fan_in)`` with a random sign.
@@ -59,6 +61,12 @@ def kaiming_normal_(t, generator: Generator = None):
 
 
 @torch.no_grad()
+def he_uniform_(t, generator: Generator = None):
+    """``kaiming_uniform_`` with the ReLU gain (``a = 0``, fan-in): variance ``2 / fan_in``."""
+    return nn.init.kaiming_uniform_(_weight(t), mode="fan_in", nonlinearity="relu", generator=generator)
+
+
+@torch.no_grad()
 def xavier_normal_(t, generator: Generator = None):
     return nn.init.xavier_normal_(_weight(t), generator=generator)
 
@@ -80,6 +88,7 @@ def signed_constant_(t, generator: Generator = None):
 SCHEMES: dict[str, Callable] = {
     "kaiming_uniform": kaiming_uniform_,
     "kaiming_normal": kaiming_normal_,
+    "he_uniform": he_uniform_,
     "xavier_normal": xavier_normal_,
     "xavier_uniform": xavier_uniform_,
     "signed_constant": signed_constant_,
