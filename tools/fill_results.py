@@ -1,7 +1,8 @@
 """Fill the results store ahead of the method-B chapters: ``python tools/fill_results.py GRID... [--part i/n]``.
 
-GRID is one of cifar10, cifar100, inits, readings, PC, D.  ``--part i/n`` trains every n-th missing run
-starting at i, so n processes can share a machine (set OMP_NUM_THREADS so they do not
+GRID is one of cifar10, cifar100, inits, readings, PC, D.  ``--part i/n`` takes every n-th run of the grid
+starting at i and trains those not yet stored, so n processes share a machine without overlap
+however far each has got (set OMP_NUM_THREADS so they do not
 oversubscribe it).  The chapters build the same configs with the same functions, so what this
 trains is exactly what they load.
 """
@@ -29,8 +30,8 @@ i, n = map(int, args.part.split("/"))
 store = ResultsStore(args.results)
 for name in args.grids:
     configs = [c for _, c in GRIDS[name](args.profile)]
-    todo = store.missing(configs)[i::n]
-    print(f"{name}: {len(configs)} runs, {len(store.missing(configs))} missing, this part trains {len(todo)}", flush=True)
+    todo = store.missing(configs[i::n])  # split the grid, not the missing list: parts never overlap
+    print(f"{name}: {len(configs)} runs, this part trains {len(todo)} of its {len(configs[i::n])}", flush=True)
     for k, cfg in enumerate(todo, 1):
         run_all(store, [cfg], device=args.device, group=False)
         print(f"  {name} {k}/{len(todo)} done", flush=True)

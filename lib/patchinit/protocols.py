@@ -73,6 +73,15 @@ def method_a_mnist(profile: str = "quick") -> Protocol:
 METHOD_B_PRUNES = (0.1, 0.3, 0.5, 0.7, 0.9)
 METHOD_B_MODELS = ("conv2", "conv4", "conv6")
 
+_METHOD_B_PATCH_OPTIONS = {"P": 50_000, "C": 500, "D": None, "simple": False, "scaling": "fan",
+                           "blas_threads": 1}
+
+
+# The quick profile of method B: one setting shared by every chapter, sized so that a
+# Conv6 run takes a few CPU-minutes.
+QUICK_B = {"train_subset": 5_000, "test_subset": 2_000, "epochs": 3}
+
+
 # The inits a method-B chapter compares, by the name the thesis gives them: a baseline scheme of
 # patchinit.init.baselines, plus (for the patch inits) the PatchesInit options that differ.
 METHOD_B_INITS = {
@@ -112,10 +121,6 @@ def method_b_init(config: dict, init: str, **options) -> dict:
     return out
 
 
-_METHOD_B_PATCH_OPTIONS = {"P": 50_000, "C": 500, "D": None, "simple": False, "scaling": "fan",
-                           "blas_threads": 1}
-
-
 def method_b_cifar(profile: str = "quick", dataset: str = "cifar10", model: str = "conv6",
                    prune: float = 0.5) -> Protocol:
     """Edge-popup training of ``model`` at ``prune`` on CIFAR, initialised by PatchesInit.
@@ -142,7 +147,7 @@ def method_b_cifar(profile: str = "quick", dataset: str = "cifar10", model: str 
     base["train_subset_seed"] = 0  # our CIFAR copies are stored class by class: draw the subset at random
     base["test_subset"] = QUICK_B["test_subset"]
     base["train"]["epochs"] = QUICK_B["epochs"]
-    steps = QUICK_B["train_subset"] // 128 + 1
+    steps = -(-QUICK_B["train_subset"] // base["train"]["batch_size"])
     return Protocol("method-b-cifar", profile, base, seeds=(0,),
                     differences=(f"a seeded random {QUICK_B['train_subset']:,} of the 50,000 training images, so an "
                                  f"epoch is {steps} SGD steps instead of 391",
@@ -153,11 +158,6 @@ def method_b_cifar(profile: str = "quick", dataset: str = "cifar10", model: str 
                                  "1 seed" + (" instead of 3" if dataset == "cifar100" else ", as in the thesis"),
                                  "PatchesInit keeps the thesis's P = 50,000 and C = 500, drawn from those "
                                  f"{QUICK_B['train_subset']:,} images"))
-
-
-# The quick profile of method B: one setting shared by every chapter, sized so that a
-# Conv6 run takes a few CPU-minutes.
-QUICK_B = {"train_subset": 5_000, "test_subset": 2_000, "epochs": 3}
 
 
 # ------------------------------------------------------------------ method B chapter grids
@@ -191,19 +191,23 @@ def _grid_spec(profile: str, name: str) -> dict:
     return (QUICK_B_GRIDS if profile == "quick" else PAPER_B_GRIDS)[name]
 
 
-def method_b_accuracy_grid(profile: str, dataset: str,
-                           inits: Sequence[str] = ("Random", "PatchesInit")) -> list[tuple[dict, dict]]:
-    """Figs. 5.2/5.4 and Tables 8.1-8.9: every model x prune rate x init x seed."""
-    spec = _grid_spec(profile, dataset)
+def _model_prune_grid(profile: str, spec: dict, dataset: str, inits: Sequence[str]) -> list[tuple[dict, dict]]:
+    """Every model x prune rate of ``spec`` x init x seed on ``dataset``."""
     out = []
     for model in spec["models"]:
         for prune in spec["prunes"]:
             proto = method_b_cifar(profile, dataset, model, prune)
             for init in inits:
                 for seed in proto.seeds:
-                    row = {"model": model, "prune": prune, "init": init, "seed": seed}
-                    out.append((row, method_b_init(proto.config(seed), init)))
+                    out.append(({"model": model, "prune": prune, "init": init, "seed": seed},
+                                method_b_init(proto.config(seed), init)))
     return out
+
+
+def method_b_accuracy_grid(profile: str, dataset: str,
+                           inits: Sequence[str] = ("Random", "PatchesInit")) -> list[tuple[dict, dict]]:
+    """Figs. 5.2/5.4 and Tables 8.1-8.9: every model x prune rate x init x seed."""
+    return _model_prune_grid(profile, _grid_spec(profile, dataset), dataset, inits)
 
 
 def method_b_reading_grid(profile: str, models: Sequence[str] = ("conv2", "conv6"),
@@ -223,17 +227,8 @@ def method_b_reading_grid(profile: str, models: Sequence[str] = ("conv2", "conv6
 
 def method_b_init_grid(profile: str) -> list[tuple[dict, dict]]:
     """Fig. 5.6: PatchesInit against Xavier and Kaiming, normal and uniform, on CIFAR-100."""
-    spec = _grid_spec(profile, "inits")
     inits = ("PatchesInit", "Xavier normal", "Xavier uniform", "Kaiming normal", "Kaiming uniform")
-    out = []
-    for model in spec["models"]:
-        for prune in spec["prunes"]:
-            proto = method_b_cifar(profile, "cifar100", model, prune)
-            for init in inits:
-                for seed in proto.seeds:
-                    out.append(({"model": model, "prune": prune, "init": init, "seed": seed},
-                                method_b_init(proto.config(seed), init)))
-    return out
+    return _model_prune_grid(profile, _grid_spec(profile, "inits"), "cifar100", inits)
 
 
 def method_b_ablation_grid(profile: str, kind: str) -> list[tuple[dict, dict]]:

@@ -404,6 +404,7 @@ class PatternChoice:
     times: dict[str, float]
     labels: np.ndarray | None = None       # (P,) k-means cluster of every patch
     entropy_all: np.ndarray | None = None  # (n_clusters,) label entropy of every cluster, bits
+    kept: np.ndarray | None = None         # ids of the clusters with >= min_size patches
 
 
 def choose_patterns(patches, classes, n_filters: int, n_clusters: int, criterion: str,
@@ -456,7 +457,8 @@ def choose_patterns(patches, classes, n_filters: int, n_clusters: int, criterion
     times["pca"], times["kmeans"] = t1 - t0, t2 - t1
     times["selection"] = time.perf_counter() - t2
     return PatternChoice(picked, chosen, entropy[chosen], int(n_clusters), int(kept.size),
-                         int((~usable).sum()), times, labels=np.asarray(labels), entropy_all=entropy)
+                         int((~usable).sum()), times, labels=np.asarray(labels), entropy_all=entropy,
+                         kept=kept)
 
 
 def _init_layer(source: _PatchSource, index, name, conv, criterion, labs, n_clusters, cfg,
@@ -491,10 +493,8 @@ def _init_layer(source: _PatchSource, index, name, conv, criterion, labs, n_clus
     ent = choice.entropy.astype(float).tolist()
     clusters = None
     if cfg.keep_clusters:
-        min_size = 1 if criterion == "simple" else cfg.min_cluster_size
         clusters = LayerClusters(labels=choice.labels, classes=labs[ps.image_index], image_index=ps.image_index,
-                                 entropy=choice.entropy_all,
-                                 kept=cluster.drop_small_clusters(choice.labels, k, min_size), n_clusters=k)
+                                 entropy=choice.entropy_all, kept=choice.kept, n_clusters=k)
     return LayerRecord(
         layer=name, index=index, criterion=criterion, n_filters=n_filters, patch_shape=ps.patch_shape,
         n_patches=len(ps), n_images=int(np.unique(ps.image_index).size), n_clusters=k,
