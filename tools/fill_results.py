@@ -1,6 +1,7 @@
-"""Fill the results store ahead of the method-B chapters: ``python tools/fill_results.py GRID... [--part i/n]``.
+"""Fill the results store ahead of the CIFAR chapters: ``python tools/fill_results.py GRID... [--part i/n]``.
 
-GRID is one of cifar10, cifar100, inits, readings, PC, D.  ``--part i/n`` takes every n-th run of the grid
+GRID is one of cifar10, cifar100, inits, readings, PC, D (method B) or a-fixup, a-volume, a-resnet18
+(method A).  ``--part i/n`` takes every n-th run of the grid
 starting at i and trains those not yet stored, so n processes share a machine without overlap
 however far each has got (set OMP_NUM_THREADS so they do not
 oversubscribe it).  The chapters build the same configs with the same functions, so what this
@@ -17,7 +18,10 @@ GRIDS = {"cifar10": lambda p: P.method_b_accuracy_grid(p, "cifar10"),
          "inits": P.method_b_init_grid,
          "readings": P.method_b_reading_grid,
          "PC": lambda p: P.method_b_ablation_grid(p, "PC"),
-         "D": lambda p: P.method_b_ablation_grid(p, "D")}
+         "D": lambda p: P.method_b_ablation_grid(p, "D"),
+         "a-fixup": P.method_a_cifar_grid,
+         "a-volume": P.method_a_volume_grid,
+         "a-resnet18": P.method_a_resnet18_grid}
 
 ap = argparse.ArgumentParser()
 ap.add_argument("grids", nargs="+", choices=sorted(GRIDS))

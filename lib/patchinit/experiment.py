@@ -12,7 +12,8 @@ recorded as provenance).  A config looks like::
      "init": {"baseline": "kaiming_uniform",             # a scheme of patchinit.init.baselines,
                                                          # or "model" for the model's own (Fixup)
               "patch": {"method": "A", "layers": ["conv1"], "seed": 0,
-                        "deep_mapping": "activations", "options": {...MethodAOptions fields}}},
+                        "deep_mapping": "activations", "options": {...MethodAOptions fields},
+                        "deep_options": {...}}},          # optional: overrides for activation patches
      "train": {"epochs": 20, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
                "schedule": "inv", "batch_size": 64, "augment": False},
      "supermask": None,                                  # or {"prune": 0.5}: edge-popup training
@@ -169,7 +170,9 @@ def _apply_patch_init(model: torch.nn.Module, config: Mapping) -> dict:
             res = _first_layer_patterns(key)
             patch_init_(conv, res.patterns, scale=patch.get("scale", 1.0))
         else:
-            opts = dict(patch["options"], seed=patch["seed"], mean=tuple(mean), std=tuple(std), progress=False)
+            # "deep_options" override the options for activation patches (e.g. a memory budget)
+            opts = dict(patch["options"], **patch.get("deep_options", {}), seed=patch["seed"], mean=tuple(mean),
+                        std=tuple(std), progress=False)
             res = method_a_init_(model, layer, images, deep_mapping=patch.get("deep_mapping", "activations"),
                                  scale=patch.get("scale", 1.0), **opts)
         summary[layer] = {"n_patches": int(res.n_patches), "n_kept": int(res.n_kept), "n_used": int(res.n_used),

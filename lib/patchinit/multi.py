@@ -13,7 +13,7 @@ changes:
   ``epoch(seeds[m], e)`` gives), and its loss is its own batch mean, so its gradient
   is the one :func:`train` computes;
 * the update is ``torch.optim.SGD``'s (weight decay added to the gradient, momentum
-  buffer, optional Nesterov, ``cfg.scalar_lr_factor`` for 0-d parameters), written
+  buffer, optional Nesterov, ``cfg.scalar_lr_factor`` for biases and scales), written
   with ``torch._foreach_*`` ops on the stacked tensors; only parameters with
   ``requires_grad`` train (supermask scores do, their frozen weights do not);
 * each model gets its own :class:`TrainResult` with the rows :func:`train` writes.
@@ -52,7 +52,7 @@ from torch.func import functional_call
 from tqdm import tqdm
 
 from patchinit.data.pipeline import DeviceBatches
-from patchinit.train import TrainConfig, TrainResult, learning_rate, train
+from patchinit.train import TrainConfig, TrainResult, learning_rate, reduced_lr_param, train
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,7 @@ class _Stack:
         self.base = copy.deepcopy(models[0]).to("meta")  # the module tree; tensors come from the stack
         self.params, self.buffers = _stack(models, device)
         self.trainable = [n for n, p in self.params.items() if p.requires_grad]
-        original = dict(models[0].named_parameters())  # 0-d there is (M,) here
-        self.lr_factor = {n: cfg.scalar_lr_factor if original[n].numel() == 1 else 1.0 for n in self.trainable}
+        self.lr_factor = {n: cfg.scalar_lr_factor if reduced_lr_param(n) else 1.0 for n in self.trainable}
         self.momentum = {n: torch.zeros_like(self.params[n]) for n in self.trainable} if cfg.momentum else {}
         self.cfg = cfg
 

@@ -55,7 +55,7 @@ class TrainConfig:
     schedule: str = "inv"
     inv_gamma: float = 1e-4
     inv_power: float = 0.75
-    scalar_lr_factor: float = 1.0  # lr multiplier for one-element parameters (Fixup's scalar biases/scales)
+    scalar_lr_factor: float = 1.0  # lr multiplier for biases and scales (see reduced_lr_param)
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -116,16 +116,26 @@ def evaluate(model: nn.Module, batches: DeviceBatches, topk: int = 5) -> dict:
     return out
 
 
+def reduced_lr_param(name: str) -> bool:
+    """Whether ``TrainConfig.scalar_lr_factor`` applies to the parameter called ``name``.
+
+    The Fixup reference's rule (``cifar_train.py``): every parameter whose name
+    contains "bias" or "scale", i.e. Fixup's scalar biases and multipliers and the
+    classifier's bias.  :func:`patchinit.models.fixup.param_groups` uses the same rule.
+    """
+    return "bias" in name or "scale" in name
+
+
 def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not trainable:
         raise ValueError("the model has no trainable parameters")
     if cfg.scalar_lr_factor == 1.0:
-        return [{"params": trainable, "lr_factor": 1.0}]
-    scalars = [p for p in trainable if p.numel() == 1]
-    others = [p for p in trainable if p.numel() > 1]
+        return [{"params": [p for _, p in trainable], "lr_factor": 1.0}]
+    reduced = [p for n, p in trainable if reduced_lr_param(n)]
+    others = [p for n, p in trainable if not reduced_lr_param(n)]
     return [g for g in ({"params": others, "lr_factor": 1.0},
-                        {"params": scalars, "lr_factor": cfg.scalar_lr_factor}) if g["params"]]
+                        {"params": reduced, "lr_factor": cfg.scalar_lr_factor}) if g["params"]]
 
 
 def _save_atomic(obj, path: Path) -> None:

@@ -40,6 +40,10 @@ Choices the paper leaves open (the book states them):
     6x6 windows at stride 3, 9 per image, at least the kernel size), skip the
     information filter (activation maps have no "black"), then cluster and
     resize exactly as for the first layer.  Patterns stay in activation units.
+    Batch-norm layers below normalise with the statistics of each batch of 512
+    images, as in training (a fresh network's running statistics would leave
+    them un-normalised, and the maps of a ResNet-18 grow by orders of magnitude
+    with depth).
   - ``deep_mapping="volume"``: the image-patch patterns of the first layer's
     recipe, resized along the channel axis to the layer's input channels
     (:func:`patchinit.cluster.resize_channels`; a grey pattern is tiled across
@@ -318,18 +322,20 @@ def method_a_patterns(images, filter_shape, **options) -> MethodAResult:
 
 # --------------------------------------------------------- activation route
 def batched_layer_input(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int = 512,
-                        progress: bool = True) -> np.ndarray:
+                        progress: bool = True, batch_norm: str = "batch") -> np.ndarray:
     """The maps ``model`` feeds into ``layer`` for inputs ``x``, in batches: ``(N, C, H, W)`` float32.
 
     Each batch goes through :func:`patchinit.patches.activations.layer_input`
     (a forward pre-hook that stops at the layer, eval mode, no grad) on the
-    model's device; the maps are gathered on the CPU.
+    model's device; the maps are gathered on the CPU.  BN layers use each batch's
+    statistics (``batch_norm="batch"``), as they will in training.
     """
     device = next(model.parameters()).device
     maps = []
     for start in tqdm(range(0, x.shape[0], batch_size), desc=f"maps into {layer}",
                       disable=not progress, leave=False):
-        maps.append(layer_input(model, layer, x[start:start + batch_size].to(device)).float().cpu())
+        maps.append(layer_input(model, layer, x[start:start + batch_size].to(device),
+                                batch_norm=batch_norm).float().cpu())
     return torch.cat(maps).numpy()
 
 
@@ -361,7 +367,8 @@ def method_a_activation_patterns(model: nn.Module, layer: str, images, **options
     n_images, h_img = imgs.shape[0], imgs.shape[1]
 
     t = time.perf_counter()
-    probe = batched_layer_input(model, layer, normalized_tensor(imgs[:1], mean, std), progress=False)
+    probe = batched_layer_input(model, layer, normalized_tensor(imgs[:1], mean, std), progress=False,
+                                batch_norm="eval")  # shape only
     if probe.shape[1] != c_in:
         raise ValueError(f"layer {layer!r} receives {probe.shape[1]} channels but has in_channels={c_in}")
     size, stride = activation_geometry(probe.shape[2], h_img, kh, opts)

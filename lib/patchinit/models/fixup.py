@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from patchinit.init.baselines import kaiming_uniform_
 from patchinit.models import register
 from patchinit.models.resnet import make_generator
+from patchinit.train import reduced_lr_param
 
 log = logging.getLogger(__name__)
 
@@ -221,10 +222,6 @@ def fixup_case_layers(case: str) -> list[str]:
     return list(FIXUP_CASES[key])
 
 
-def _is_scalar_param(name: str) -> bool:
-    return "bias" in name or "scale" in name
-
-
 def param_groups(model: nn.Module, lr: float, scalar_lr_factor: float = 0.1) -> list[dict]:
     """Optimiser parameter groups with the Fixup reference's smaller lr for scalars.
 
@@ -244,7 +241,7 @@ def param_groups(model: nn.Module, lr: float, scalar_lr_factor: float = 0.1) -> 
     scalars, weights = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (scalars if _is_scalar_param(name) else weights).append(p)
+            (scalars if reduced_lr_param(name) else weights).append(p)
     groups = [
         {"name": "scalars", "params": scalars, "lr": lr * scalar_lr_factor},
         {"name": "weights", "params": weights, "lr": lr},

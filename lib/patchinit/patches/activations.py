@@ -36,13 +36,22 @@ class _StopForward(Exception):
     """Raised by the capture hook to end the forward pass at the target layer."""
 
 
+BN_MODES = ("eval", "batch")
+
+
 @torch.no_grad()
-def layer_input(model: nn.Module, layer_name: str, x: torch.Tensor) -> torch.Tensor:
+def layer_input(model: nn.Module, layer_name: str, x: torch.Tensor, batch_norm: str = "eval") -> torch.Tensor:
     """The tensor ``model`` passes into its submodule ``layer_name`` for input ``x``.
 
     The model runs in eval mode (restored afterwards) and stops at the layer.
-    Raises if the forward pass never reaches the layer.
+    ``batch_norm="batch"`` runs its batch-norm layers on the statistics of ``x``
+    instead, as in training: a fresh network's running statistics are (0, 1), so in
+    eval mode its BN layers do not normalise at all and the maps grow with depth.
+    The running statistics are left exactly as they were.  Raises if the forward
+    pass never reaches the layer.
     """
+    if batch_norm not in BN_MODES:
+        raise ValueError(f"batch_norm must be one of {BN_MODES}, got {batch_norm!r}")
     try:
         layer = model.get_submodule(layer_name)
     except AttributeError:
@@ -53,9 +62,14 @@ def layer_input(model: nn.Module, layer_name: str, x: torch.Tensor) -> torch.Ten
         captured["x"] = args[0]
         raise _StopForward
 
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [{k: v.clone() for k, v in m.state_dict().items()} for m in bns] if batch_norm == "batch" else []
     handle = layer.register_forward_pre_hook(hook)
     was_training = model.training
     model.eval()
+    if batch_norm == "batch":
+        for m in bns:
+            m.train()
     try:
         model(x)
     except _StopForward:
@@ -63,6 +77,8 @@ def layer_input(model: nn.Module, layer_name: str, x: torch.Tensor) -> torch.Ten
     finally:
         handle.remove()
         model.train(was_training)
+        for m, state in zip(bns, saved):
+            m.load_state_dict(state)
     if "x" not in captured:
         raise ValueError(f"the forward pass of {type(model).__name__} never reached layer {layer_name!r}")
     return captured["x"]
