@@ -216,3 +216,19 @@ def test_grid_frame_and_thesis_table():
     assert "INCONCLUSIVE" in Verdict("B1", "inconclusive", "x", "quick")._repr_markdown_()
     with pytest.raises(ValueError, match="verdict"):
         Verdict("B1", "maybe", "x", "quick")
+
+
+def test_per_image_comparison_from_stored_records():
+    from patchinit.analysis import per_image_comparison
+    from patchinit.results import encode_predictions
+
+    y = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    a = np.array([0, 1, 2, 0, 1, 2, 1, 1])   # 7 right
+    b = np.array([0, 1, 2, 1, 2, 0, 0, 1])   # 5 right
+    row = per_image_comparison({"predictions": encode_predictions(a)}, {"predictions": encode_predictions(b)}, y, 3)
+    assert row["acc_a"] == 87.5 and row["acc_b"] == 62.5 and row["disagree"] == 4
+    assert (row["a_only_right"], row["b_only_right"]) == (3, 1)
+    expected = stuart_maxwell(a, b, 3)
+    assert row["stuart_maxwell"] == pytest.approx(expected.statistic) and row["df"] == expected.df
+    with pytest.raises(ValueError, match="same test images"):
+        per_image_comparison({"predictions": encode_predictions(a)}, {"predictions": encode_predictions(b[:4])}, y, 3)

@@ -117,3 +117,26 @@ def thesis_vs_ours(ours, paper, value: str = "test_acc", metric: str = "top1",
     t = t.dropna(subset=[("ours", inits[0])])
     t.index = t.index.set_levels([f"{100 * v:.0f}%" for v in t.index.levels[1]], level=1)
     return t
+
+
+def per_image_comparison(record_a: Mapping, record_b: Mapping, labels, num_classes: int) -> dict:
+    """Paired per-image tests between two stored runs scored on the same test images.
+
+    Decodes both runs' final predictions and returns their accuracies, the
+    Stuart–Maxwell test of marginal homogeneity (do the models predict the classes
+    in different proportions?) and McNemar's test on right/wrong (do they make
+    different numbers of errors?), as one flat row for a table.
+    """
+    from patchinit.results import decode_predictions
+    from patchinit.stats import mcnemar, stuart_maxwell
+
+    a, b = decode_predictions(record_a["predictions"]), decode_predictions(record_b["predictions"])
+    y = np.asarray(labels)
+    if not (a.shape == b.shape == y.shape):
+        raise ValueError(f"the two runs and the labels must cover the same test images; got {a.size}, {b.size} "
+                         f"predictions and {y.size} labels")
+    sm = stuart_maxwell(a, b, num_classes)
+    mc = mcnemar(a, b, y)
+    return {"acc_a": 100.0 * float(np.mean(a == y)), "acc_b": 100.0 * float(np.mean(b == y)),
+            "disagree": int(np.sum(a != b)), "stuart_maxwell": sm.statistic, "df": sm.df, "p_stuart_maxwell": sm.pvalue,
+            "a_only_right": mc.a_only, "b_only_right": mc.b_only, "p_mcnemar": mc.pvalue, "note": sm.note}

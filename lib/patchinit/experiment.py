@@ -48,7 +48,7 @@ from patchinit.train import TrainConfig, train
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run", "run_many", "build_initialised_model", "resolve_device", "variant"]
+__all__ = ["run", "run_many", "build_initialised_model", "resolve_device", "variant", "test_labels"]
 
 _TRAIN_KEYS = {"batch_size", "augment"}
 
@@ -107,6 +107,12 @@ def _test_images(config: Mapping) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"test_subset must be in [1, {len(ds.labels)}] for {config['dataset']}, got {n}")
     idx = np.sort(np.random.default_rng(0).permutation(len(ds.labels))[:int(n)])
     return ds.images[idx], ds.labels[idx]
+
+
+def test_labels(config: Mapping) -> np.ndarray:
+    """The labels of the test images a run of ``config`` is scored on, in the order of its
+    stored predictions (for McNemar and other per-image comparisons)."""
+    return _test_images(config)[1]
 
 
 def _normalization(config: Mapping) -> tuple[list[float], list[float]]:
