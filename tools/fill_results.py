@@ -1,6 +1,6 @@
 """Fill the results store ahead of the CIFAR chapters: ``python tools/fill_results.py GRID... [--part i/n]``.
 
-GRID is one of cifar10, cifar100, inits, readings, PC, D (method B) or a-fixup, a-volume, a-resnet18
+GRID is one of cifar10, cifar100, inits, readings, PC, D, tiny, partial (method B) or a-fixup, a-volume, a-resnet18
 (method A).  ``--part i/n`` takes every n-th run of the grid
 starting at i and trains those not yet stored, so n processes share a machine without overlap
 however far each has got (set OMP_NUM_THREADS so they do not
@@ -21,7 +21,9 @@ GRIDS = {"cifar10": lambda p: P.method_b_accuracy_grid(p, "cifar10"),
          "D": lambda p: P.method_b_ablation_grid(p, "D"),
          "a-fixup": P.method_a_cifar_grid,
          "a-volume": P.method_a_volume_grid,
-         "a-resnet18": P.method_a_resnet18_grid}
+         "a-resnet18": P.method_a_resnet18_grid,
+         "tiny": P.method_b_tinyimagenet_grid,
+         "partial": P.method_b_partial_grid}
 
 ap = argparse.ArgumentParser()
 ap.add_argument("grids", nargs="+", choices=sorted(GRIDS))

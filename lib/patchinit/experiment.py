@@ -145,8 +145,10 @@ def _apply_method_b(model: torch.nn.Module, config: Mapping) -> dict:
     images, labels = _train_images(config)
     mean, std = _normalization(config)
     opts = dict(patch.get("options", {}))
+    layers = opts.pop("layers", None)  # Partial-PatchesInit: only these convs; None = every conv
     records = patches_init_(model, images, labels, P=int(opts.pop("P", 50_000)), C=int(opts.pop("C", 500)),
                             D=opts.pop("D", None), simple=bool(opts.pop("simple", False)), seed=int(config["seed"]),
+                            layers=layers,
                             baseline=config["init"].get("baseline", "xavier_normal"), mean=mean, std=std,
                             config=MethodBConfig(**opts), progress=False)
     return {r.layer: {k: v for k, v in r.as_dict().items() if k != "entropy_selected"} for r in records}

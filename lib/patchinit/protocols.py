@@ -244,7 +244,8 @@ METHOD_B_INITS = {
 def method_b_init(config: dict, init: str, **options) -> dict:
     """``config`` with the init the thesis calls ``init`` (a key of :data:`METHOD_B_INITS`).
 
-    ``options`` change PatchesInit's options (``P``, ``C``, ``D``, ``simple``); they are an
+    ``options`` change PatchesInit's options (``P``, ``C``, ``D``, ``simple``, ``layers``, or
+    ``partial_blocks=N`` for Partial-PatchesInit up to the N-th ResNet stage); they are an
     error for the random baselines.  "Random" and "Xavier normal" are the same config, so
     they share one run in the results store.
     """
@@ -260,6 +261,14 @@ def method_b_init(config: dict, init: str, **options) -> dict:
         out["init"]["patch"] = None
         return out
     patch = out["init"].get("patch") or {"method": "B", "options": dict(_METHOD_B_PATCH_OPTIONS)}
+    blocks = options.pop("partial_blocks", None)
+    if blocks is not None:  # Partial-PatchesInit: the stem and the first ``blocks`` stages only
+        from patchinit.models.resnet import resnet18_partial_layers
+
+        options["layers"] = resnet18_partial_layers(int(blocks))
+        # the thesis's D is "always the last layer of the network", which Partial-PatchesInit leaves random:
+        # every initialised layer takes common (high-entropy) clusters
+        options.setdefault("D", len(options["layers"]) + 1)
     patch["options"] = {**patch["options"], **patch_options, **options}
     out["init"]["patch"] = patch
     return out
@@ -302,6 +311,52 @@ def method_b_cifar(profile: str = "quick", dataset: str = "cifar10", model: str 
                                  "1 seed" + (" instead of 3" if dataset == "cifar100" else ", as in the thesis"),
                                  "PatchesInit keeps the thesis's P = 50,000 and C = 500, drawn from those "
                                  f"{QUICK_B['train_subset']:,} images"))
+
+
+# Method B at depth (Rencoret §5.5, Appendix 3): ResNet-18 (Table 5.1) supermasks on TinyImageNet-200 with
+# edge-popup's ImageNet solver (lr 0.256, momentum 0.875, weight decay 1e-5, batch 256, cosine, 100 epochs) and
+# PatchesInit at P = 100k, C = 1,000.  Our TinyImageNet is a 20% train subset (100 images per class).
+TINY_PRUNES = (0.1, 0.3, 0.5, 0.7)
+QUICK_TINY = {"train_subset": 4_000, "test_subset": 2_000, "epochs": 3, "P": 20_000}
+
+
+def method_b_tinyimagenet(profile: str = "quick", prune: float = 0.5) -> Protocol:
+    """Edge-popup training of the thesis's ResNet-18 on TinyImageNet-200 at ``prune``, with PatchesInit.
+
+    Use :func:`method_b_init` for Random, and ``partial_blocks`` there for Partial-PatchesInit.
+    """
+    _check(profile)
+    base = {
+        "experiment": "method-b-tinyimagenet",
+        "dataset": "tinyimagenet", "train_subset": None,
+        "model": "resnet18_thesis", "num_classes": 200,
+        "normalize": "data",
+        "init": {"baseline": "xavier_normal",
+                 "patch": {"method": "B", "options": dict(_METHOD_B_PATCH_OPTIONS, P=100_000, C=1_000)}},
+        "supermask": {"prune": float(prune)},
+        "train": {"epochs": 100, "lr": 0.256, "momentum": 0.875, "weight_decay": 1e-5, "schedule": "cosine",
+                  "batch_size": 256, "augment": True},
+    }
+    if profile == "paper":
+        return Protocol("method-b-tinyimagenet", profile, base, seeds=(0,),
+                        differences=("TinyImageNet's 20% train subset here (100 images per class, 20,000 images) "
+                                     "instead of 100,000, so an epoch is 79 SGD steps instead of 391; the full "
+                                     "10,000-image validation set is the test set, as in the thesis",))
+    q = QUICK_TINY
+    base["train_subset"] = q["train_subset"]
+    base["train_subset_seed"] = 0  # the subset is stored class by class: draw at random
+    base["test_subset"] = q["test_subset"]
+    base["train"]["epochs"] = q["epochs"]
+    base["init"]["patch"]["options"]["P"] = q["P"]
+    steps = -(-q["train_subset"] // base["train"]["batch_size"])
+    return Protocol("method-b-tinyimagenet", profile, base, seeds=(0,),
+                    differences=(f"a seeded random {q['train_subset']:,} of our 20,000 training images (themselves a "
+                                 f"20% subset of TinyImageNet's 100,000), so an epoch is {steps} SGD steps instead "
+                                 f"of 391",
+                                 f"{q['epochs']} epochs instead of 100, the cosine schedule compressed to them",
+                                 f"scored on a fixed random {q['test_subset']:,} of the 10,000 validation images",
+                                 f"PatchesInit with P = {q['P']:,} patches instead of 100,000 (C = 1,000 as in the "
+                                 f"thesis)"))
 
 
 # ------------------------------------------------------------------ method B chapter grids
@@ -400,6 +455,35 @@ def method_b_ablation_grid(profile: str, kind: str) -> list[tuple[dict, dict]]:
                 # D = 6 is the default (the last conv): leave it unset so the run is shared with the grids
                 d = None if D == 6 else D
                 out.append(({"prune": prune, "row": label, "D": D}, method_b_init(base, "PatchesInit", D=d)))
+    return out
+
+
+def method_b_tinyimagenet_grid(profile: str) -> list[tuple[dict, dict]]:
+    """Table 5.2: Random, PatchesInit and Partial-PatchesInit (first block) at 10-70%."""
+    out = []
+    for prune in TINY_PRUNES:
+        proto = method_b_tinyimagenet(profile, prune)
+        for seed in proto.seeds:
+            cfg = proto.config(seed)
+            out += [({"prune": prune, "init": "Random", "seed": seed}, method_b_init(cfg, "Random")),
+                    ({"prune": prune, "init": "PatchesInit", "seed": seed}, method_b_init(cfg, "PatchesInit")),
+                    ({"prune": prune, "init": "Partial-PatchesInit", "seed": seed},
+                     method_b_init(cfg, "PatchesInit", partial_blocks=1))]
+    return out
+
+
+def method_b_partial_grid(profile: str) -> list[tuple[dict, dict]]:
+    """Appendix 3: Partial-PatchesInit up to blocks 1, 2 and 3 (and 4 = full PatchesInit without the
+    shortcut convs), beside Random; at 50% in the quick profile, at every prune rate in the paper's."""
+    prunes = (0.5,) if profile == "quick" else TINY_PRUNES
+    out = []
+    for prune in prunes:
+        proto = method_b_tinyimagenet(profile, prune)
+        for seed in proto.seeds:
+            cfg = proto.config(seed)
+            out.append(({"prune": prune, "blocks": 0, "init": "Random", "seed": seed}, method_b_init(cfg, "Random")))
+            out += [({"prune": prune, "blocks": b, "init": f"Partial (up to block {b})", "seed": seed},
+                     method_b_init(cfg, "PatchesInit", partial_blocks=b)) for b in (1, 2, 3)]
     return out
 
 

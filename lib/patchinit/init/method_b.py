@@ -55,6 +55,15 @@ Reading of the thesis where it is not explicit (the book states these):
   number of filters) does not drop small clusters -- that filter is part of the
   selection it skips -- so a shortfall there comes only from empty or degenerate
   clusters.
+* **residual networks** -- the convs are walked in forward order (a ResNet's
+  ``conv1, conv2``, then the block's 1x1 ``downsample`` conv, whose input is the
+  block's input); each one's maps come from a forward pass through the
+  residual structure of the layers already initialised.  Batch-norm layers
+  normalise with the statistics of each forward batch (``forward_batch``
+  images), as in training.  The 1x1 shortcut convs get PatchesInit too: their
+  patches are single positions of the block input (one value per channel),
+  clustered and scaled like any other layer.  Partial-PatchesInit (``layers``)
+  leaves them at the baseline, as the thesis's layer count implies.
 * **D** -- 1-based index of the first layer that selects low-entropy clusters
   (the thesis's "5C-1D" on Conv6 is ``D = 6``, "0C-6D" is ``D = 1`` and "6C-0D" is
   ``D = 7``, i.e. ``len(layers) + 1``); default: the last conv.
@@ -380,7 +389,9 @@ class _PatchSource:
             maps = [self.model.forward_from(x, prev, name) for x in inputs]
             self.cached = (name, maps)
         else:
-            maps = [layer_input(self.model, name, self.norm.images(self.imgs[r], self.device))
+            # BN layers normalise with each batch's statistics, as in training (a fresh net's running
+            # statistics would leave them un-normalised); running stats are left as they were
+            maps = [layer_input(self.model, name, self.norm.images(self.imgs[r], self.device), batch_norm="batch")
                     for r in self._batches()]
         parts = [window_patches(m, size, padding, self.cfg.per_image, rng, r)
                  for m, r in zip(maps, self._batches())]
