@@ -63,7 +63,11 @@ Reading of the thesis where it is not explicit (the book states these):
   images), as in training.  The 1x1 shortcut convs get PatchesInit too: their
   patches are single positions of the block input (one value per channel),
   clustered and scaled like any other layer.  Partial-PatchesInit (``layers``)
-  leaves them at the baseline, as the thesis's layer count implies.
+  leaves them at the baseline, as the thesis's layer count implies.  A map with
+  fewer distinct windows than ``per_image`` (the 4x4 and 2x2 maps of the last
+  stages of a ResNet-18 on 64x64 images give 16 and 4 padded 3x3 windows) gives
+  all of them, from as many more seeded images as P needs (at most every image);
+  the record holds ``per_image`` for such layers.
 * **D** -- 1-based index of the first layer that selects low-entropy clusters
   (the thesis's "5C-1D" on Conv6 is ``D = 6``, "0C-6D" is ``D = 1`` and "6C-0D" is
   ``D = 7``, i.e. ``len(layers) + 1``); default: the last conv.
@@ -163,6 +167,7 @@ class LayerRecord:
     entropy_selected: list[float]
     n_whole_image: int = 0        # layer 1: images sampled from the whole frame (too few box windows)
     mean_boxes: float | None = None  # layer 1: kept boxes per image
+    per_image: int | None = None  # set where a small map gave fewer windows per image than config.per_image
     times: dict[str, float] = field(default_factory=dict)  # seconds per stage (STAGES)
     clusters: "LayerClusters | None" = None  # with config.keep_clusters: the full clustering
 
@@ -384,19 +389,40 @@ class _PatchSource:
     def later_layer(self, name, conv, rng, times) -> tuple[PatchSet, dict]:
         t0 = time.perf_counter()
         size, padding = conv_window(conv, name)
+        rows = self.rows
+        step = self.cfg.forward_batch
+        batches = [rows[i:i + step] for i in range(0, rows.size, step)]  # the image rows of each map batch
         if self.cached is not None:
             prev, inputs = self.cached
             maps = [self.model.forward_from(x, prev, name) for x in inputs]
             self.cached = (name, maps)
         else:
-            # BN layers normalise with each batch's statistics, as in training (a fresh net's running
-            # statistics would leave them un-normalised); running stats are left as they were
-            maps = [layer_input(self.model, name, self.norm.images(self.imgs[r], self.device), batch_norm="batch")
-                    for r in self._batches()]
-        parts = [window_patches(m, size, padding, self.cfg.per_image, rng, r)
-                 for m, r in zip(maps, self._batches())]
+            maps = self._maps(name, rows)
+        h, w = maps[0].shape[-2:]
+        n_windows = (h + 2 * padding - size + 1) * (w + 2 * padding - size + 1)
+        per_image = min(self.cfg.per_image, n_windows)
+        extra = {}
+        if per_image < self.cfg.per_image:
+            # a small map (a ResNet's last stages) has fewer distinct windows than per_image: take them all,
+            # from as many more images (seeded, disjoint from the shared sample) as P needs
+            need = min(math.ceil(self.n_patches / per_image), self.imgs.shape[0])
+            if need > rows.size:
+                rest = np.setdiff1d(np.arange(self.imgs.shape[0]), rows)
+                more = np.sort(rng.choice(rest, size=need - rows.size, replace=False))
+                maps = maps + self._maps(name, more)
+                batches = batches + [more[i:i + step] for i in range(0, more.size, step)]
+            extra = {"per_image": per_image}
+        parts = [window_patches(m, size, padding, per_image, rng, r) for m, r in zip(maps, batches)]
         times["activation_forward"] = time.perf_counter() - t0
-        return self._trim(concat_patchsets(parts)), {}
+        return self._trim(concat_patchsets(parts)), extra
+
+    def _maps(self, name: str, rows: np.ndarray) -> list[torch.Tensor]:
+        """The input maps of conv ``name`` for image ``rows``, in ``forward_batch`` batches; BN layers
+        normalise with each batch's statistics, as in training (a fresh net's running statistics would
+        leave them un-normalised), and their running statistics are left as they were."""
+        step = self.cfg.forward_batch
+        return [layer_input(self.model, name, self.norm.images(self.imgs[rows[i:i + step]], self.device),
+                            batch_norm="batch") for i in range(0, rows.size, step)]
 
     def _trim(self, ps: PatchSet) -> PatchSet:
         return ps.select(np.arange(self.n_patches)) if len(ps) > self.n_patches else ps
