@@ -22,6 +22,7 @@ from patchinit.init.method_b import (  # noqa: F401
     LayerRecord,
     MethodBConfig,
     choose_patterns,
+    partial_patches_init_,
     patches_init_,
     scale_patterns,
 )

@@ -588,3 +588,22 @@ def patches_init_(model: nn.Module, images, labels, P: int = 50_000, C: int = 50
         records.append(rec)
     return records
 
+
+
+def partial_patches_init_(model: nn.Module, images, labels, blocks: int = 1, **kwargs) -> list[LayerRecord]:
+    """Partial-PatchesInit (thesis §5.5): PatchesInit for a ResNet's stem and its first ``blocks``
+    stages only; every other layer keeps ``baseline_init_(model, baseline, seed)``, i.e. exactly the
+    values of the Random run with the same seed.
+
+    The layers are :func:`patchinit.models.resnet.resnet18_partial_layers` (no 1x1 shortcut convs, as
+    the thesis's "9 convolutional layers up to the second block" counts them).  ``D`` defaults to one
+    past the last initialised layer: the thesis's D is the network's last layer, which stays random, so
+    every initialised layer takes high-entropy clusters.  Other ``kwargs`` go to :func:`patches_init_`.
+    """
+    from patchinit.models.resnet import resnet18_partial_layers
+
+    if "layers" in kwargs:
+        raise ValueError("partial_patches_init_ picks the layers from blocks; call patches_init_ to pass layers")
+    layers = resnet18_partial_layers(int(blocks))
+    kwargs.setdefault("D", len(layers) + 1)
+    return patches_init_(model, images, labels, layers=layers, **kwargs)

@@ -1,0 +1,140 @@
+"""PatchesInit on residual networks, Partial-PatchesInit, and the TinyImageNet protocol (method B at depth)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from threadpoolctl import threadpool_limits
+
+from patchinit import experiment as E
+from patchinit import protocols as P
+from patchinit.init import baseline_init_
+from patchinit.init.method_b import MethodBConfig, partial_patches_init_, patches_init_
+from patchinit.models.resnet import ResNet, conv_layer_names, resnet18_partial_layers
+from patchinit.results import config_key
+from patchinit.supermask import to_supermask_
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(old)
+
+
+def _images(n=120, size=64, seed=0):
+    """Blocks of colour plus noise (selective search finds regions), and 5 classes."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (n, 4, 4, 3)).astype(np.float32)
+    imgs = np.repeat(np.repeat(coarse, size // 4, axis=1), size // 4, axis=2)
+    imgs = np.clip(imgs + rng.normal(0, 12, imgs.shape), 0, 255).astype(np.uint8)
+    return imgs, np.arange(n) % 5
+
+
+def _small_resnet():
+    """The thesis layout (7x7 stem, pool, 4 stages, non-affine BN, no biases), narrow so the test is fast."""
+    return ResNet(5, widths=(8, 16, 16, 16), norm="nonaffine_bn", fc_bias=False)
+
+
+CFG = MethodBConfig(shortfall="baseline")  # C = 40 < 16 filters is fine; no layer may run short silently below
+
+
+def test_patches_init_walks_every_conv_of_a_resnet_in_forward_order():
+    imgs, labels = _images()
+    model = _small_resnet()
+    records = patches_init_(model, imgs, labels, P=1_000, C=40, seed=0, config=CFG, progress=False)
+    names = conv_layer_names(model)
+    assert [r.layer for r in records] == names
+    assert "layer2.0.downsample.0" in names and names.index("layer2.0.downsample.0") == names.index("layer2.0.conv2") + 1
+    by = {r.layer: r for r in records}
+    assert by["layer2.0.downsample.0"].patch_shape == (8, 1, 1)  # 1x1 patches of the block input
+    # 64x64 -> stem /2 -> pool /2 -> 16x16 in stage 1, 8, 4, 2: the 2x2 maps of stage 4 give 4 padded 3x3
+    # windows per image, so those layers draw from more images
+    assert by["layer4.0.conv2"].per_image == 4 and by["layer4.0.conv2"].n_images == 120
+    assert by["layer4.0.conv2"].n_patches == 480  # every window of all 120 images (P = 1,000 cannot be met)
+    assert by["layer1.0.conv1"].per_image is None and by["layer1.0.conv1"].n_images == 20
+    assert all(r.n_selected + r.n_baseline_filters == r.n_filters for r in records)
+    assert all(r.n_selected > 0 for r in records)
+    assert [r.criterion for r in records] == ["high"] * (len(records) - 1) + ["low"]
+
+
+def test_activation_maps_use_batch_statistics_and_keep_running_stats():
+    imgs, labels = _images(40)
+    model = _small_resnet()
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+    patches_init_(model, imgs, labels, P=1_000, C=40, seed=0, config=CFG, progress=False,
+                  layers=resnet18_partial_layers(2))
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+
+
+def test_partial_patches_init_leaves_the_rest_bit_identical_to_the_baseline():
+    imgs, labels = _images()
+    layers = resnet18_partial_layers(1)
+    partial = _small_resnet()
+    records = partial_patches_init_(partial, imgs, labels, blocks=1, P=1_000, C=40, seed=7, config=CFG,
+                                    progress=False)
+    assert [r.layer for r in records] == layers and {r.criterion for r in records} == {"high"}
+    baseline = baseline_init_(_small_resnet(), "xavier_normal", seed=7)
+    for (name, p), (_, q) in zip(partial.named_parameters(), baseline.named_parameters()):
+        if name.rsplit(".", 1)[0] in layers:
+            assert not torch.equal(p, q), name
+        else:
+            assert torch.equal(p, q), name
+    # and after conversion to supermasks with the same seed, the scores are identical too
+    to_supermask_(partial, 0.5, seed=7)
+    to_supermask_(baseline, 0.5, seed=7)
+    ps, bs = dict(partial.named_parameters()), dict(baseline.named_parameters())
+    assert all(torch.equal(ps[n], bs[n]) for n in ps if n.endswith("scores"))
+    with pytest.raises(ValueError, match="picks the layers"):
+        partial_patches_init_(_small_resnet(), imgs, labels, layers=["conv1"])
+    with pytest.raises(ValueError, match="up_to_block must be in 1..4"):
+        partial_patches_init_(_small_resnet(), imgs, labels, blocks=5)
+
+
+def test_tinyimagenet_protocol_and_grids():
+    quick, paper = P.method_b_tinyimagenet("quick"), P.method_b_tinyimagenet("paper")
+    t = paper.base["train"]
+    assert (t["lr"], t["momentum"], t["weight_decay"], t["batch_size"], t["epochs"], t["schedule"]) == \
+        (0.256, 0.875, 1e-5, 256, 100, "cosine")
+    assert paper.base["init"]["patch"]["options"]["P"] == 100_000 and paper.base["init"]["patch"]["options"]["C"] == 1_000
+    assert paper.base["model"] == "resnet18_thesis" and paper.base["num_classes"] == 200
+    assert quick.base["train_subset_seed"] == 0 and "20%" in " ".join(paper.differences)
+    grid = P.method_b_tinyimagenet_grid("quick")
+    assert [(r["prune"], r["init"]) for r, _ in grid[:3]] == [(0.1, "Random"), (0.1, "PatchesInit"),
+                                                               (0.1, "Partial-PatchesInit")]
+    assert len(grid) == 4 * 3
+    partial = [c for r, c in grid if r["init"] == "Partial-PatchesInit"][0]["init"]["patch"]["options"]
+    assert partial["layers"] == resnet18_partial_layers(1) and partial["D"] == 6  # every partial layer "common"
+    assert [c for r, c in grid if r["init"] == "Random"][0]["init"]["patch"] is None
+    # Appendix 3 shares its Random and block-1 runs with Table 5.2
+    app = P.method_b_partial_grid("quick")
+    assert [r["blocks"] for r, _ in app] == [0, 1, 2, 3]
+    assert {config_key(c) for _, c in app[:2]} <= {config_key(c) for _, c in grid}
+    assert len(resnet18_partial_layers(2)) == 9  # "up to the second block (9 convolutional layers)"
+
+
+@pytest.mark.slow
+def test_supermask_resnet18_on_a_tinyimagenet_subset_learns(data_root, monkeypatch):
+    monkeypatch.setenv("PATCHINIT_DATA", str(data_root))
+    cfg = P.method_b_init(P.method_b_tinyimagenet("quick", 0.5).config(0), "Random")
+    cfg = E.variant(cfg, train_subset=2_048, test_subset=1_000, **{"train.epochs": 4})
+    torch.set_num_threads(2)
+    out = E.run(cfg, device="cpu", progress=False)
+    losses = [m["train_loss"] for m in out["metrics"]]
+    test_losses = [m["test_loss"] for m in out["metrics"]]
+    top5 = [m["test_top5"] for m in out["metrics"]]
+    uniform = math.log(200)  # the loss of predicting every class with probability 1/200
+    # 32 steps on 200 classes: the masks must fit the training images better than a uniform prediction
+    assert losses[0] - losses[-1] > 0.3 and losses[-1] < uniform - 0.15, losses
+    assert all(math.isfinite(v) for v in test_losses), test_losses
+    # and on held-out images, top-5 above chance (2.5%) by two binomial standard errors on 1,000 images
+    # (a seeded run reaches 4.0%; generalisation after 32 steps on 200 classes is slight)
+    assert top5[-1] > 3.5, top5
+    scores = [n for n, p in E.build_initialised_model(cfg)[0].named_parameters() if p.requires_grad]
+    assert scores and all(n.endswith("scores") for n in scores)
