@@ -109,3 +109,26 @@ def test_test_subset_is_fixed_random_and_validated(data_root, monkeypatch):
     assert len(full) == 10_000
     with pytest.raises(ValueError, match="test_subset"):
         E._test_images(E.variant(cfg, test_subset=20_000))
+
+
+def test_patched_weights_are_reused_only_where_the_init_is_the_same(data_root, monkeypatch):
+    monkeypatch.setenv("PATCHINIT_DATA", str(data_root))
+    monkeypatch.setattr(E, "_PATCHED", {})
+    calls = []
+    real = E._apply_patch_init
+    monkeypatch.setattr(E, "_apply_patch_init", lambda m, c: calls.append(1) or real(m, c))
+    cfg = _tiny()
+    first, rec1 = E.build_initialised_model(cfg)
+    # another learning rate, test subset or supermask does not change the initial weights: reused
+    for change in ({"train.lr": 1e-3}, {"test_subset": 500}, {"supermask": {"prune": 0.5}}):
+        again, rec = E.build_initialised_model(E.variant(cfg, **change))
+        assert rec["patch_reused"] and rec["patch"] == rec1["patch"]
+        assert torch.equal(again.conv1.weight, first.conv1.weight)
+    assert len(calls) == 1 and "patch_reused" not in rec1
+    # another seed or training subset does: computed afresh, and equal to a computation from scratch
+    other, rec2 = E.build_initialised_model(E.variant(cfg, seed=1))
+    assert len(calls) == 2 and "patch_reused" not in rec2
+    monkeypatch.setattr(E, "_PATCHED", {})
+    fresh, _ = E.build_initialised_model(E.variant(cfg, seed=1))
+    assert all(torch.equal(p, q) for p, q in zip(other.parameters(), fresh.parameters()))
+    assert len(E._PATCHED) == 1
