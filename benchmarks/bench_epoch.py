@@ -108,10 +108,14 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for the reference")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--root", default=None)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="our trainer's arithmetic")
+    ap.add_argument("--channels-last", action="store_true", help="our trainer: NHWC model and batches")
+    ap.add_argument("--fused", action="store_true", help="our trainer: torch's fused SGD")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"# device={args.device} threads={args.threads} images={args.images} test={args.test_images} "
-          f"workers={args.workers} torch={torch.__version__}")
+          f"workers={args.workers} torch={torch.__version__} ours: precision={args.precision} "
+          f"channels_last={args.channels_last} fused={args.fused}")
 
     for name in args.models:
         dataset, bs, augment, lr = SETUPS[name]
@@ -124,7 +128,8 @@ def main() -> None:
         ref_test = PerSampleImages(tx, ty, tr.mean, tr.std, augment=False)
         test_x = torch.stack([ref_test[i][0] for i in range(len(ty))])
         test_y = torch.from_numpy(ty.astype(np.int64))
-        cfg = TrainConfig(epochs=1, lr=lr, momentum=0.9, weight_decay=1e-4, schedule="constant")
+        cfg = TrainConfig(epochs=1, lr=lr, momentum=0.9, weight_decay=1e-4, schedule="constant",
+                          precision=args.precision, channels_last=args.channels_last, fused=args.fused)
         times = {"ours": [], "reference": []}
         for _ in range(args.repeats):
             model = build(name)
@@ -143,7 +148,9 @@ def main() -> None:
                 torch.cuda.synchronize()
             times["reference"].append(time.perf_counter() - t0)
         ours, ref = min(times["ours"]), min(times["reference"])
-        tag = f"epoch_{name}_{args.device.split(':')[0]}"
+        settings = "".join(f"_{v}" for v, on in ((args.precision, args.precision != "fp32"),
+                                                 ("nhwc", args.channels_last), ("fused", args.fused)) if on)
+        tag = f"epoch_{name}_{args.device.split(':')[0]}{settings}"
         print(f"# {name}: {len(y)} images, batch {bs}; train loss ours {ours_loss:.3f}, reference {ref_loss:.3f}")
         print(f"RESULT {tag}_ours_s={ours:.2f}")
         print(f"RESULT {tag}_reference_s={ref:.2f}")

@@ -107,3 +107,54 @@ def test_evaluate_topk():
     _, te = _data()
     out = evaluate(_model(), te, topk=2)
     assert out["test_top2"] == 100.0 and 0 <= out["test_acc"] <= 100
+
+
+# ------------------------------------------------------------- arithmetic settings (GPU speed paths)
+def _fast_settings_run(**settings):
+    from patchinit.data import DeviceBatches
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(96) % 4
+    colours = torch.rand(4, 3, 1, 1, generator=g)
+    x = ((colours[y] + 0.1 * torch.rand(96, 3, 8, 8, generator=g)) * 255).clamp(0, 255).to(torch.uint8)
+    imgs = x.permute(0, 2, 3, 1).numpy()
+    kw = dict(mean=(0.5,) * 3, std=(0.25,) * 3, batch_size=32)
+    tr = DeviceBatches.from_arrays(imgs, y.numpy(), **kw)
+    te = DeviceBatches.from_arrays(imgs, y.numpy(), **kw)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(8, 4))
+    cfg = TrainConfig(epochs=3, lr=0.1, momentum=0.9, weight_decay=0.0, schedule="constant", **settings)
+    return train(model, tr, te, cfg, seed=0, progress=False), model
+
+
+def test_channels_last_and_fused_sgd_match_the_default_run():
+    ref, ref_model = _fast_settings_run()
+    for settings in ({"channels_last": True}, {"fused": True}):
+        res, model = _fast_settings_run(**settings)
+        for a, b in zip(ref.metrics, res.metrics):
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4, abs=1e-5), settings
+        for p, q in zip(ref_model.parameters(), model.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+        if settings.get("channels_last"):
+            assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_bf16_autocast_trains_close_to_fp32_and_keeps_fp32_weights():
+    ref, _ = _fast_settings_run()
+    res, model = _fast_settings_run(precision="bf16")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    losses = [m["train_loss"] for m in res.metrics]
+    assert losses[-1] < losses[0]  # it learns
+    # bfloat16 keeps 8 bits of mantissa: the losses agree to a few per cent, not to float32 precision
+    assert losses[-1] == pytest.approx(ref.metrics[-1]["train_loss"], rel=0.1, abs=0.02)
+    assert res.metrics[-1]["test_acc"] == pytest.approx(ref.metrics[-1]["test_acc"], abs=10)
+
+
+def test_unknown_precision_and_stacked_step_limits():
+    from patchinit.multi import train_many
+
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(precision="fp16")
+    with pytest.raises(ValueError, match="stacked step supports precision='fp32'"):
+        train_many([nn.Linear(2, 2)], None, None, TrainConfig(precision="bf16"), seeds=[0], vmap=True)

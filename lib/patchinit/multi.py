@@ -212,9 +212,15 @@ def train_many(models: Sequence[nn.Module], train_batches: DeviceBatches, test_b
     if len(seeds) != len(models):
         raise ValueError(f"seeds has {len(seeds)} entries for {len(models)} models; pass one data seed per model")
     check_same_architecture(models)
+    plain = cfg.precision == "fp32" and not cfg.channels_last and not cfg.fused
+    if vmap and not plain:
+        raise ValueError(f"the stacked step supports precision='fp32' without channels_last or fused SGD; got "
+                         f"precision={cfg.precision!r}, channels_last={cfg.channels_last}, fused={cfg.fused}. "
+                         f"Pass vmap=None or False to train the models one after another")
     device = train_batches.device
     if vmap is None:
-        vmap = device.type == "cuda"
+        # the stacked step runs fp32, contiguous tensors and its own foreach SGD; other settings train in turn
+        vmap = device.type == "cuda" and plain
     if not vmap:
         return [train(m, train_batches, test_batches, cfg, seed=s, progress=progress, topk=topk)
                 for m, s in zip(models, seeds)]

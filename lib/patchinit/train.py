@@ -41,6 +41,13 @@ log = logging.getLogger(__name__)
 __all__ = ["TrainConfig", "TrainResult", "train", "evaluate", "learning_rate"]
 
 SCHEDULES = ("constant", "inv", "cosine")
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(device: torch.device | str, precision: str):
+    """The autocast context for ``precision`` on ``device`` (a no-op for "fp32")."""
+    device_type = torch.device(device).type
+    return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,13 @@ class TrainConfig:
     inv_gamma: float = 1e-4
     inv_power: float = 0.75
     scalar_lr_factor: float = 1.0  # lr multiplier for biases and scales (see reduced_lr_param)
+    # How the arithmetic runs (for GPUs).  precision "bf16" autocasts the forward passes (training and
+    # evaluation) to bfloat16 and computes the loss in float32; channels_last stores the model and the
+    # batches NHWC; fused uses torch's fused SGD kernel.  bf16 changes the numbers, so it is part of a
+    # run's config like any other setting; the other two change only the order of float operations.
+    precision: str = "fp32"
+    channels_last: bool = False
+    fused: bool = False
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -68,6 +82,8 @@ class TrainConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 def learning_rate(cfg: TrainConfig, epoch: int, iteration: int) -> float:
@@ -92,7 +108,8 @@ class TrainResult:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: DeviceBatches, topk: int = 5) -> dict:
+def evaluate(model: nn.Module, batches: DeviceBatches, topk: int = 5, precision: str = "fp32",
+             channels_last: bool = False) -> dict:
     """Loss, top-1 and top-``k`` accuracy (in %) and the predictions, over a whole split."""
     was_training = model.training
     model.eval()
@@ -101,7 +118,11 @@ def evaluate(model: nn.Module, batches: DeviceBatches, topk: int = 5) -> dict:
     correctk = torch.zeros((), device=batches.device, dtype=torch.long)
     preds = []
     for x, y in batches.eval_batches():
-        logits = model(x).float()
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(batches.device, precision):
+            logits = model(x)
+        logits = logits.float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
         k = min(topk, logits.shape[1])
         top = logits.topk(k, dim=1).indices
@@ -161,9 +182,11 @@ def train(model: nn.Module, train_batches: DeviceBatches, test_batches: DeviceBa
     """
     device = train_batches.device
     model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     groups = _param_groups(model, cfg)
     opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                          nesterov=cfg.nesterov)
+                          nesterov=cfg.nesterov, **({"fused": True} if cfg.fused else {}))
     result = TrainResult()
     start_epoch, iteration = 0, 0
     ckpt_path = Path(checkpoint) if checkpoint else None
@@ -196,8 +219,11 @@ def train(model: nn.Module, train_batches: DeviceBatches, test_batches: DeviceBa
             lr = learning_rate(cfg, epoch, iteration)
             for g in opt.param_groups:
                 g["lr"] = lr * g["lr_factor"]
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device, cfg.precision):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -206,7 +232,7 @@ def train(model: nn.Module, train_batches: DeviceBatches, test_batches: DeviceBa
             iteration += 1
         n = train_batches.num_examples if not train_batches.drop_last else len(train_batches) * train_batches.batch_size
         train_loss = loss_sum.item() / n
-        last_eval = evaluate(model, test_batches, topk)
+        last_eval = evaluate(model, test_batches, topk, cfg.precision, cfg.channels_last)
         preds = last_eval.pop("predictions")
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": 100.0 * correct.item() / n,
                **last_eval, "seconds": time.perf_counter() - t0}
@@ -228,6 +254,6 @@ def train(model: nn.Module, train_batches: DeviceBatches, test_batches: DeviceBa
         if ckpt_path and ckpt_path.exists():
             result.predictions = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("predictions")
         if result.predictions is None:
-            result.predictions = evaluate(model, test_batches, topk)["predictions"]
+            result.predictions = evaluate(model, test_batches, topk, cfg.precision, cfg.channels_last)["predictions"]
     result.seconds = time.perf_counter() - t_start
     return result
