@@ -73,3 +73,19 @@ def test_init_and_reading_grids():
     scalings = [c["init"]["patch"]["options"]["scaling"] if c["init"]["patch"] else None for _, c in readings]
     assert scalings == [None, "fan", "neurons", "channels"]
     assert {r["model"] for r, _ in P.method_b_reading_grid("quick")} == {"conv2", "conv6"}
+
+
+def test_mnist_grid_covers_both_chapters_once():
+    from patchinit.protocols import MNIST_SWEEPS, method_a_mnist, method_a_mnist_grid
+    from patchinit.results import config_key
+
+    grid = method_a_mnist_grid("quick")
+    keys = [config_key(c) for _, c in grid]
+    assert len(keys) == len(set(keys))
+    seeds = len(method_a_mnist("quick").seeds)
+    # 4 inits + each sweep value for patch and Kaiming U, minus the defaults the inits already hold
+    # (lr 0.01, momentum 0.9, weight decay 5e-4), + 2 deeper-layer mappings
+    n_sweep = sum(len(v) for v in MNIST_SWEEPS.values())
+    assert len(grid) == seeds * (4 + 2 * (n_sweep - 3) + 2)
+    lrs = {c["train"]["lr"] for _, c in grid}
+    assert lrs == set(MNIST_SWEEPS["train.lr"])

@@ -212,6 +212,37 @@ def method_a_resnet18_grid(profile: str, lrs: Sequence[float] | None = None,
     return out
 
 
+# The hyper-parameter sweeps of the MNIST robustness chapter (§4.2: A3, A4).
+MNIST_SWEEPS = {"train.lr": (0.1, 0.01, 1e-3, 1e-4, 1e-5),
+                "train.momentum": (0.9, 0.8, 0.7, 0.6, 0.5),
+                "train.weight_decay": (5e-5, 5e-4, 5e-3, 5e-2)}
+
+
+def method_a_mnist_grid(profile: str) -> list[tuple[dict, dict]]:
+    """Every run of the two MNIST chapters, once: patch, Kaiming U and N, patches in normalised
+    units (Fig. 3 top left), each sweep of :data:`MNIST_SWEEPS` for patch and Kaiming U, and both
+    conv layers from patches under each deeper-layer mapping.  Runs the chapters share appear once."""
+    from patchinit.results import config_key
+
+    proto = method_a_mnist(profile)
+    inits = {"patch": {}, "Kaiming U": {"init.patch": None},
+             "Kaiming N": {"init.patch": None, "init.baseline": "kaiming_normal"},
+             "patch (normalised units)": {"init.patch.options.pixel_space": "normalized"}}
+    specs = [({"init": name}, changes) for name, changes in inits.items()]
+    for path, values in MNIST_SWEEPS.items():
+        specs += [({"init": name, path: v}, {**inits[name], path: v}) for v in values for name in ("patch", "Kaiming U")]
+    specs += [({"init": f"patch (conv1 + conv2, {m})"},
+               {"init.patch.layers": ["conv1", "conv2"], "init.patch.deep_mapping": m}) for m in ("activations", "volume")]
+    out, seen = [], set()
+    for row, changes in specs:
+        for seed in proto.seeds:
+            cfg = proto.config(seed, **changes)
+            if config_key(cfg) not in seen:
+                seen.add(config_key(cfg))
+                out.append(({**row, "seed": seed}, cfg))
+    return out
+
+
 # Method B (Rencoret §5.2): edge-popup supermasks; SGD lr 0.1, cosine, momentum 0.9, weight decay 1e-4,
 # batch 128, 100 epochs, crop and flip; "Random" = Xavier normal; PatchesInit with P = 50k, C = 500.
 METHOD_B_PRUNES = (0.1, 0.3, 0.5, 0.7, 0.9)
