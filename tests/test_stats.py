@@ -232,3 +232,10 @@ def test_per_image_comparison_from_stored_records():
     assert row["stuart_maxwell"] == pytest.approx(expected.statistic) and row["df"] == expected.df
     with pytest.raises(ValueError, match="same test images"):
         per_image_comparison({"predictions": encode_predictions(a)}, {"predictions": encode_predictions(b[:4])}, y, 3)
+
+
+def test_chance_edge():
+    from patchinit.analysis import chance_edge
+
+    assert chance_edge(10, 2000) == pytest.approx(10 + 300 * math.sqrt(0.09 / 2000))
+    assert chance_edge(200, 1000, z=0) == pytest.approx(0.5)

@@ -119,6 +119,13 @@ def thesis_vs_ours(ours, paper, value: str = "test_acc", metric: str = "top1",
     return t
 
 
+def chance_edge(num_classes: int, n_test: int, z: float = 3.0) -> float:
+    """Upper edge of the chance band, in %: chance accuracy plus ``z`` binomial standard errors on
+    ``n_test`` images.  A final accuracy at or below it cannot be told apart from guessing."""
+    p = 1.0 / num_classes
+    return 100.0 * (p + z * float(np.sqrt(p * (1 - p) / n_test)))
+
+
 def per_image_comparison(record_a: Mapping, record_b: Mapping, labels, num_classes: int) -> dict:
     """Paired per-image tests between two stored runs scored on the same test images.
 

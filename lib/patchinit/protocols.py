@@ -294,12 +294,9 @@ def method_b_init(config: dict, init: str, **options) -> dict:
     patch = out["init"].get("patch") or {"method": "B", "options": dict(_METHOD_B_PATCH_OPTIONS)}
     blocks = options.pop("partial_blocks", None)
     if blocks is not None:  # Partial-PatchesInit: the stem and the first ``blocks`` stages only
-        from patchinit.models.resnet import resnet18_partial_layers
+        from patchinit.init.method_b import partial_options
 
-        options["layers"] = resnet18_partial_layers(int(blocks))
-        # the thesis's D is "always the last layer of the network", which Partial-PatchesInit leaves random:
-        # every initialised layer takes common (high-entropy) clusters
-        options.setdefault("D", len(options["layers"]) + 1)
+        options = {**partial_options(blocks), **options}
     patch["options"] = {**patch["options"], **patch_options, **options}
     out["init"]["patch"] = patch
     return out

@@ -100,7 +100,8 @@ from patchinit.patches.boxes import sample_box_patches, selective_search_many
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MethodBConfig", "LayerRecord", "PatternChoice", "patches_init_", "choose_patterns",
+__all__ = ["MethodBConfig", "LayerRecord", "PatternChoice", "patches_init_", "partial_patches_init_",
+           "partial_options", "choose_patterns",
            "LayerClusters", "scale_patterns", "xavier_counts", "conv_map_sizes", "criteria", "STAGES", "SCALINGS"]
 
 SCALINGS = ("fan", "channels", "neurons")
@@ -364,9 +365,11 @@ class _PatchSource:
         self.device = next(model.parameters()).device
         self.cached: tuple[str, list[torch.Tensor]] | None = None  # (conv name, its input per batch)
 
-    def _batches(self) -> list[np.ndarray]:
+    def _batches(self, rows: np.ndarray | None = None) -> list[np.ndarray]:
+        """``rows`` (default: the shared image sample) in ``forward_batch`` pieces."""
+        rows = self.rows if rows is None else rows
         step = self.cfg.forward_batch
-        return [self.rows[i:i + step] for i in range(0, self.rows.size, step)]
+        return [rows[i:i + step] for i in range(0, rows.size, step)]
 
     def first_layer(self, name, conv, rng, times) -> tuple[PatchSet, dict]:
         if conv.in_channels != self.imgs.shape[3]:
@@ -390,14 +393,13 @@ class _PatchSource:
         t0 = time.perf_counter()
         size, padding = conv_window(conv, name)
         rows = self.rows
-        step = self.cfg.forward_batch
-        batches = [rows[i:i + step] for i in range(0, rows.size, step)]  # the image rows of each map batch
+        batches = self._batches()  # the image rows of each map batch
         if self.cached is not None:
             prev, inputs = self.cached
             maps = [self.model.forward_from(x, prev, name) for x in inputs]
             self.cached = (name, maps)
         else:
-            maps = self._maps(name, rows)
+            maps = self._maps(name, batches)
         h, w = maps[0].shape[-2:]
         n_windows = (h + 2 * padding - size + 1) * (w + 2 * padding - size + 1)
         per_image = min(self.cfg.per_image, n_windows)
@@ -408,21 +410,19 @@ class _PatchSource:
             need = min(math.ceil(self.n_patches / per_image), self.imgs.shape[0])
             if need > rows.size:
                 rest = np.setdiff1d(np.arange(self.imgs.shape[0]), rows)
-                more = np.sort(rng.choice(rest, size=need - rows.size, replace=False))
-                maps = maps + self._maps(name, more)
-                batches = batches + [more[i:i + step] for i in range(0, more.size, step)]
+                more = self._batches(np.sort(rng.choice(rest, size=need - rows.size, replace=False)))
+                maps, batches = maps + self._maps(name, more), batches + more
             extra = {"per_image": per_image}
         parts = [window_patches(m, size, padding, per_image, rng, r) for m, r in zip(maps, batches)]
         times["activation_forward"] = time.perf_counter() - t0
         return self._trim(concat_patchsets(parts)), extra
 
-    def _maps(self, name: str, rows: np.ndarray) -> list[torch.Tensor]:
-        """The input maps of conv ``name`` for image ``rows``, in ``forward_batch`` batches; BN layers
-        normalise with each batch's statistics, as in training (a fresh net's running statistics would
-        leave them un-normalised), and their running statistics are left as they were."""
-        step = self.cfg.forward_batch
-        return [layer_input(self.model, name, self.norm.images(self.imgs[rows[i:i + step]], self.device),
-                            batch_norm="batch") for i in range(0, rows.size, step)]
+    def _maps(self, name: str, batches: list[np.ndarray]) -> list[torch.Tensor]:
+        """The input maps of conv ``name`` for each batch of image rows.  BN layers normalise with each
+        batch's statistics, as in training (a fresh net's running statistics would leave them
+        un-normalised), and their running statistics are left as they were."""
+        return [layer_input(self.model, name, self.norm.images(self.imgs[r], self.device), batch_norm="batch")
+                for r in batches]
 
     def _trim(self, ps: PatchSet) -> PatchSet:
         return ps.select(np.arange(self.n_patches)) if len(ps) > self.n_patches else ps
@@ -589,21 +589,28 @@ def patches_init_(model: nn.Module, images, labels, P: int = 50_000, C: int = 50
     return records
 
 
-
-def partial_patches_init_(model: nn.Module, images, labels, blocks: int = 1, **kwargs) -> list[LayerRecord]:
-    """Partial-PatchesInit (thesis §5.5): PatchesInit for a ResNet's stem and its first ``blocks``
-    stages only; every other layer keeps ``baseline_init_(model, baseline, seed)``, i.e. exactly the
-    values of the Random run with the same seed.
+def partial_options(blocks: int) -> dict:
+    """The ``layers`` and ``D`` of Partial-PatchesInit up to the ``blocks``-th ResNet stage.
 
     The layers are :func:`patchinit.models.resnet.resnet18_partial_layers` (no 1x1 shortcut convs, as
-    the thesis's "9 convolutional layers up to the second block" counts them).  ``D`` defaults to one
-    past the last initialised layer: the thesis's D is the network's last layer, which stays random, so
-    every initialised layer takes high-entropy clusters.  Other ``kwargs`` go to :func:`patches_init_`.
+    the thesis's "9 convolutional layers up to the second block" counts them).  ``D`` is one past the
+    last initialised layer: the thesis's D is the network's last layer, which stays random, so every
+    initialised layer takes high-entropy clusters.
     """
     from patchinit.models.resnet import resnet18_partial_layers
 
+    layers = resnet18_partial_layers(int(blocks))
+    return {"layers": layers, "D": len(layers) + 1}
+
+
+def partial_patches_init_(model: nn.Module, images, labels, blocks: int = 1, **kwargs) -> list[LayerRecord]:
+    """Partial-PatchesInit (thesis §5.5): PatchesInit for a ResNet's stem and its first ``blocks``
+    stages only (:func:`partial_options`); every other layer keeps ``baseline_init_(model, baseline,
+    seed)``, i.e. exactly the values of the Random run with the same seed.  ``D`` may be overridden;
+    other ``kwargs`` go to :func:`patches_init_`.
+    """
     if "layers" in kwargs:
         raise ValueError("partial_patches_init_ picks the layers from blocks; call patches_init_ to pass layers")
-    layers = resnet18_partial_layers(int(blocks))
-    kwargs.setdefault("D", len(layers) + 1)
-    return patches_init_(model, images, labels, layers=layers, **kwargs)
+    opts = partial_options(blocks)
+    kwargs.setdefault("D", opts["D"])
+    return patches_init_(model, images, labels, layers=opts["layers"], **kwargs)
