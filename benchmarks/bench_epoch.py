@@ -18,6 +18,7 @@ Usage::
 
     python benchmarks/bench_epoch.py [--models lenet fixup_resnet20 conv6_supermask]
         [--images 5000] [--test-images 1000] [--device cpu|cuda] [--threads 2] [--repeats 2]
+        [--precision bf16] [--channels-last] [--fused] [--compile] [--fast]
 
 Prints ``RESULT epoch_<model>_<device>_speedup=<reference/ours>`` and the absolute
 times ``..._ours_s=`` / ``..._reference_s=``.
@@ -111,11 +112,16 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="our trainer's arithmetic")
     ap.add_argument("--channels-last", action="store_true", help="our trainer: NHWC model and batches")
     ap.add_argument("--fused", action="store_true", help="our trainer: torch's fused SGD")
+    ap.add_argument("--compile", action="store_true", help="our trainer: torch.compile (its one-off cost is "
+                                                           "reported apart: first round minus the best)")
+    ap.add_argument("--fast", action="store_true", help="all of --precision bf16 --channels-last --fused")
     args = ap.parse_args()
+    if args.fast:
+        args.precision, args.channels_last, args.fused = "bf16", True, True
     torch.set_num_threads(args.threads)
     print(f"# device={args.device} threads={args.threads} images={args.images} test={args.test_images} "
           f"workers={args.workers} torch={torch.__version__} ours: precision={args.precision} "
-          f"channels_last={args.channels_last} fused={args.fused}")
+          f"channels_last={args.channels_last} fused={args.fused} compile={args.compile}")
 
     for name in args.models:
         dataset, bs, augment, lr = SETUPS[name]
@@ -129,7 +135,8 @@ def main() -> None:
         test_x = torch.stack([ref_test[i][0] for i in range(len(ty))])
         test_y = torch.from_numpy(ty.astype(np.int64))
         cfg = TrainConfig(epochs=1, lr=lr, momentum=0.9, weight_decay=1e-4, schedule="constant",
-                          precision=args.precision, channels_last=args.channels_last, fused=args.fused)
+                          precision=args.precision, channels_last=args.channels_last, fused=args.fused,
+                          compile=args.compile)
         times = {"ours": [], "reference": []}
         for _ in range(args.repeats):
             model = build(name)
@@ -149,12 +156,15 @@ def main() -> None:
             times["reference"].append(time.perf_counter() - t0)
         ours, ref = min(times["ours"]), min(times["reference"])
         settings = "".join(f"_{v}" for v, on in ((args.precision, args.precision != "fp32"),
-                                                 ("nhwc", args.channels_last), ("fused", args.fused)) if on)
+                                                 ("nhwc", args.channels_last), ("fused", args.fused),
+                                                 ("compiled", args.compile)) if on)
         tag = f"epoch_{name}_{args.device.split(':')[0]}{settings}"
         print(f"# {name}: {len(y)} images, batch {bs}; train loss ours {ours_loss:.3f}, reference {ref_loss:.3f}")
         print(f"RESULT {tag}_ours_s={ours:.2f}")
         print(f"RESULT {tag}_reference_s={ref:.2f}")
         print(f"RESULT {tag}_speedup={ref / ours:.2f}", flush=True)
+        if args.compile:
+            print(f"RESULT {tag}_compile_overhead_s={times['ours'][0] - ours:.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -132,3 +132,32 @@ def test_patched_weights_are_reused_only_where_the_init_is_the_same(data_root, m
     fresh, _ = E.build_initialised_model(E.variant(cfg, seed=1))
     assert all(torch.equal(p, q) for p, q in zip(other.parameters(), fresh.parameters()))
     assert len(E._PATCHED) == 1
+
+
+def test_groups_of_keeps_order_and_bounds_size():
+    cfgs = [E.variant(_tiny(), seed=s) for s in range(5)] + [E.variant(_tiny(), **{"train.lr": 0.02})]
+    cfgs.insert(1, E.variant(_tiny(), **{"init.patch": None, "seed": 9}))  # another init: same group
+    groups = E.groups_of(cfgs)
+    assert [len(g) for g in groups] == [6, 1] and groups[0][1]["seed"] == 9
+    assert [len(g) for g in E.groups_of(cfgs, max_size=4)] == [4, 2, 1]
+    with pytest.raises(ValueError, match="max_size must be >= 1"):
+        E.groups_of(cfgs, max_size=0)
+
+
+def test_a_group_trains_together_checkpoints_and_records_its_settings(data_root, monkeypatch, tmp_path):
+    """run_all trains the seeds of one setting as one group (one after another on the CPU),
+    with one checkpoint file per model, and records how they were executed."""
+    monkeypatch.setenv("PATCHINIT_DATA", str(data_root))
+    monkeypatch.setenv("PATCHINIT_CHECKPOINTS", str(tmp_path / "ckpt"))
+    store = ResultsStore(tmp_path / "runs")
+    cfgs = [E.variant(_tiny(), **{"seed": s, "train_subset": 1000, "train.epochs": 1}) for s in (0, 1)]
+    recs = E.run_all(store, cfgs, device="cpu", max_group=2)
+    assert [r["extra"]["trained_together"] for r in recs] == [2, 2]
+    assert recs[0]["extra"]["execution"] == {"channels_last": False, "fused": False, "compile": False}
+    assert recs[0]["metrics"] != recs[1]["metrics"]  # own seed, own data order
+    assert len(list((tmp_path / "ckpt").glob("group-*.m[01].pt"))) == 2
+    alone = E.run(cfgs[1], device="cpu", checkpoint_dir=str(tmp_path / "alone"))
+    assert [m["test_loss"] for m in alone["metrics"]] == [m["test_loss"] for m in recs[1]["metrics"]]
+    assert E.execution_settings("cuda") == {"channels_last": True, "fused": True, "compile": False}
+    monkeypatch.setenv("PATCHINIT_COMPILE", "1")
+    assert E.execution_settings("cuda")["compile"] is True

@@ -1,5 +1,6 @@
 """train_many: M models at once give what train() gives each of them alone."""
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -150,11 +151,102 @@ def test_mismatched_architectures_raise():
         check_same_architecture([m, m])
 
 
-def test_batchnorm_raises():
+def test_batchnorm_cannot_be_stacked_but_trains_in_turn():
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(144, 3))
     tr, te = _data()
     with pytest.raises(ValueError, match="layer '1' is BatchNorm2d"):
-        train_many([net, copy.deepcopy(net)], tr, te, TrainConfig(epochs=1), [0, 1], vmap=False)
+        train_many([net, copy.deepcopy(net)], tr, te, TrainConfig(epochs=1), [0, 1], vmap=True)
+    results = train_many([net, copy.deepcopy(net)], tr, te, TrainConfig(epochs=1), [0, 1], vmap=False)
+    assert len(results) == 2 and all(math.isfinite(r.final["train_loss"]) for r in results)
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
+    """The stack's checkpoint holds every model, including one dropped when it diverged."""
+    tr, te = _data(augment=True)
+    cfg = TrainConfig(epochs=3, lr=0.05, schedule="cosine", nesterov=True, scalar_lr_factor=0.1)
+
+    def toys():
+        models = _toys()
+        with torch.no_grad():
+            for p in models[1].parameters():
+                p.mul_(1e20)  # diverges in epoch 1
+        return models
+
+    full = toys()
+    ref = train_many(full, tr, te, cfg, SEEDS, vmap=True)
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_two(rows):
+        assert len(rows) == 3
+        if rows[0]["epoch"] == 2:
+            raise Crash
+
+    ckpt = tmp_path / "stack.pt"
+    with pytest.raises(Crash):
+        train_many(toys(), tr, te, cfg, SEEDS, vmap=True, checkpoint=ckpt, on_epoch=crash_after_two)
+    resumed = _toys(3, width=4)  # other weights: the checkpoint must overwrite them
+    res = train_many(resumed, tr, te, cfg, SEEDS, vmap=True, checkpoint=ckpt)
+    for a, b in zip(ref, res):  # compared as text, where nan equals nan
+        assert repr([{k: v for k, v in r.items() if k != "seconds"} for r in a.metrics]) == \
+            repr([{k: v for k, v in r.items() if k != "seconds"} for r in b.metrics])
+        assert a.diverged_at == b.diverged_at
+        np.testing.assert_array_equal(a.predictions, b.predictions)
+    for m, n in zip(full, resumed):
+        for p, q in zip(m.parameters(), n.parameters()):
+            torch.testing.assert_close(p, q, rtol=0, atol=0, equal_nan=True)
+    with pytest.raises(ValueError, match="different run"):
+        train_many(_toys(), tr, te, cfg, [0, 1, 2], vmap=True, checkpoint=ckpt)
+    # run settings are not part of a run's identity: a compiled resume of the same run is accepted
+    train_many(_toys(), tr, te, dataclasses.replace(cfg, fused=True), SEEDS, vmap=True, checkpoint=ckpt)
+
+
+def test_the_loop_gives_each_model_its_own_checkpoint(tmp_path):
+    tr, te = _data()
+    cfg = TrainConfig(epochs=1, lr=0.05)
+    train_many(_toys(2), tr, te, cfg, [0, 1], vmap=False, checkpoint=tmp_path / "group.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["group.m0.pt", "group.m1.pt"]
+
+
+def test_bf16_stacked_step_matches_bf16_alone():
+    """Autocast inside vmap: each model close to its own bf16 run (bf16 rounding, not float32's)."""
+    tr, te = _data(side=28, classes=10, n_train=64, n_test=32)
+    models = [build_model("lenet", 10) for _ in range(2)]
+    alone = [copy.deepcopy(m) for m in models]
+    cfg = TrainConfig(epochs=2, lr=0.01, precision="bf16")
+    results = train_many(models, tr, te, cfg, [7, 8], vmap=True)
+    for m, ref_model, seed, res in zip(models, alone, [7, 8], results):
+        ref = train(ref_model, tr, te, cfg, seed=seed)
+        assert all(p.dtype == torch.float32 for p in m.parameters())
+        for a, b in zip(ref.metrics, res.metrics):
+            assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.02)
+        for p, q in zip(m.parameters(), ref_model.parameters()):
+            torch.testing.assert_close(p, q, rtol=0.02, atol=2e-3)
+
+
+@pytest.fixture
+def eager_compile(monkeypatch):
+    """``torch.compile`` traced by TorchDynamo with ``fullgraph=True`` (a graph break is an
+    error) but run by the eager backend: it checks that our code compiles, without the
+    minutes TorchInductor's code generation costs on the CPU."""
+    calls = []
+    real = torch.compile
+
+    def traced(fn, **kw):
+        calls.append(fn)
+        return real(fn, backend="eager", fullgraph=True)
+
+    monkeypatch.setattr(torch, "compile", traced)
+    yield calls
+    torch._dynamo.reset()
+
+
+def test_compiled_stacked_step_matches_train(eager_compile):
+    tr, te = _data(channels=3, classes=10, n_train=48, n_test=24)
+    cfg = TrainConfig(epochs=2, lr=0.1, schedule="cosine", weight_decay=1e-4, compile=True)
+    _assert_same_as_train(_supermask_conv2s(), tr, te, cfg, seeds=[0, 1])
+    assert len(eager_compile) >= 3  # the stacked train and eval steps, and train()'s model
 
 
 def test_cpu_default_is_train_per_model():
@@ -166,3 +258,16 @@ def test_cpu_default_is_train_per_model():
     for a, b in zip(alone, results):
         assert [{k: v for k, v in r.items() if k != "seconds"} for r in a.metrics] == \
             [{k: v for k, v in r.items() if k != "seconds"} for r in b.metrics]
+
+
+def test_stacked_step_ignores_layout_and_fused_settings():
+    """channels_last has no meaning for stacked 5-d batches and the stacked update is already one
+    multi-tensor op: with them the stacked step gives exactly what it gives without."""
+    tr, te = _data()
+    cfg = TrainConfig(epochs=1, lr=0.05)
+    plain, fast = _toys(2), _toys(2)
+    a = train_many(plain, tr, te, cfg, [0, 1], vmap=True)
+    b = train_many(fast, tr, te, dataclasses.replace(cfg, channels_last=True, fused=True), [0, 1], vmap=True)
+    assert [r.final["train_loss"] for r in a] == [r.final["train_loss"] for r in b]
+    for m, n in zip(plain, fast):
+        assert all(torch.equal(p, q) for p, q in zip(m.parameters(), n.parameters()))

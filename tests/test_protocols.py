@@ -89,3 +89,13 @@ def test_mnist_grid_covers_both_chapters_once():
     assert len(grid) == seeds * (4 + 2 * (n_sweep - 3) + 2)
     lrs = {c["train"]["lr"] for _, c in grid}
     assert lrs == set(MNIST_SWEEPS["train.lr"])
+
+
+def test_paper_profiles_train_cifar_scale_models_in_bf16_and_say_so():
+    for proto in (P.method_a_cifar("paper"), P.method_b_cifar("paper"), P.method_b_tinyimagenet("paper")):
+        assert proto.base["train"]["precision"] == "bf16"
+        assert "bfloat16 autocast" in P.describe(proto) and "runs on a CPU" not in P.describe(proto)
+    assert "except: TinyImageNet's 20% train subset" in P.describe(P.method_b_tinyimagenet("paper"))
+    assert "(1 seed)" in P.describe(P.method_b_tinyimagenet("paper"))
+    for proto in (P.method_a_cifar("quick"), P.method_b_cifar("quick"), P.method_a_mnist("paper")):
+        assert "precision" not in proto.base["train"]  # float32, and the stored quick runs keep their keys

@@ -118,3 +118,38 @@ def test_concurrent_writers(tmp_path):
     for rec in store.records():  # every file is complete, valid JSON
         assert "config" in rec
     assert store.get({"shared": True})["result"]["rep"] == 19
+
+
+def test_import_runs_adds_new_records_keeps_stored_ones_and_refuses_bad_files(tmp_path):
+    """tools/import_runs.py: records trained on a device machine come back as a tarball."""
+    import json
+    import subprocess
+    import sys
+    import tarfile
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "import_runs.py"
+    remote = ResultsStore(tmp_path / "remote")
+    paths = [remote.put({"config": {**CFG, "seed": s}, "result": {"test_acc": 50.0 + s}}) for s in range(2)]
+    here = ResultsStore(tmp_path / "here")
+    here.put({"config": {**CFG, "seed": 0}, "result": {"test_acc": 1.0}})  # stored already: must be kept
+    tarball = tmp_path / "runs.tar"
+    with tarfile.open(tarball, "w") as tar:
+        for p in paths:
+            tar.add(p, arcname=p.name)
+
+    def run(tb):
+        return subprocess.run([sys.executable, str(tool), str(tb), "--results", str(tmp_path / "here")],
+                              capture_output=True, text=True)
+
+    out = run(tarball)
+    assert out.returncode == 0 and "imported 1 of 2" in out.stdout, out.stderr
+    assert here.get({**CFG, "seed": 0})["result"]["test_acc"] == 1.0
+    assert here.get({**CFG, "seed": 1})["result"]["test_acc"] == 51.0
+    bad = tmp_path / "bad.tar"
+    (tmp_path / "renamed.json").write_text(json.dumps({"config": {**CFG, "seed": 7}}))
+    with tarfile.open(bad, "w") as tar:
+        tar.add(tmp_path / "renamed.json", arcname="renamed.json")
+    out = run(bad)
+    assert out.returncode != 0 and "renamed.json" in out.stderr and "does not match" in out.stderr
+    assert {**CFG, "seed": 7} not in here

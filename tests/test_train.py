@@ -151,10 +151,55 @@ def test_bf16_autocast_trains_close_to_fp32_and_keeps_fp32_weights():
     assert res.metrics[-1]["test_acc"] == pytest.approx(ref.metrics[-1]["test_acc"], abs=10)
 
 
-def test_unknown_precision_and_stacked_step_limits():
-    from patchinit.multi import train_many
-
+def test_unknown_precision():
     with pytest.raises(ValueError, match="precision must be one of"):
         TrainConfig(precision="fp16")
-    with pytest.raises(ValueError, match="stacked step supports precision='fp32'"):
-        train_many([nn.Linear(2, 2)], None, None, TrainConfig(precision="bf16"), seeds=[0], vmap=True)
+
+
+@pytest.mark.parametrize("name, side, channels, supermask", [
+    ("lenet", 28, 1, False), ("fixup_resnet20", 32, 3, False), ("conv6", 32, 3, True), ("resnet18", 32, 3, True)])
+def test_models_compile_without_graph_breaks(name, side, channels, supermask):
+    """TorchDynamo traces each model's forward and backward as one graph (fullgraph=True
+    raises at a graph break), with the eager backend so that the test stays fast."""
+    import patchinit.supermask as sm
+    from patchinit.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name, 10)
+    if supermask:
+        model = sm.to_supermask_(model, 0.5, seed=0)
+    x, y = torch.randn(4, channels, side, side), torch.randint(0, 10, (4,))
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    loss = nn.functional.cross_entropy(compiled(x), y)
+    loss.backward()
+    grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    model.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    for g, p in zip(grads, [p for p in model.parameters() if p.requires_grad]):
+        torch.testing.assert_close(g, p.grad)
+    torch._dynamo.reset()
+
+
+def test_compiled_training_matches_eager_training(tmp_path):
+    """``compile=True`` runs TorchInductor for real (tens of seconds on the CPU) and trains
+    as the eager model does; a checkpoint written without it resumes with it."""
+    ref, ref_model = _fast_settings_run()
+    res, model = _fast_settings_run(compile=True)
+    for a, b in zip(ref.metrics, res.metrics):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4, abs=1e-5)
+        assert b["test_acc"] == a["test_acc"]
+    for p, q in zip(ref_model.parameters(), model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+    torch._dynamo.reset()
+
+
+def test_run_settings_are_not_part_of_a_checkpoints_identity(tmp_path):
+    tr, te = _data()
+    cfg = TrainConfig(epochs=2, lr=0.05)
+    ckpt = tmp_path / "run.pt"
+    first = train(_model(), tr, te, cfg, seed=1, checkpoint=ckpt)
+    again = train(_model(), tr, te, TrainConfig(epochs=2, lr=0.05, fused=True, channels_last=True), seed=1,
+                  checkpoint=ckpt)  # finished: loaded, not retrained
+    assert again.metrics == first.metrics
+    with pytest.raises(ValueError, match="different run"):
+        train(_model(), tr, te, TrainConfig(epochs=2, lr=0.05, precision="bf16"), seed=1, checkpoint=ckpt)

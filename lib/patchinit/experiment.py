@@ -48,7 +48,8 @@ from patchinit.train import TrainConfig, train
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run", "run_many", "build_initialised_model", "resolve_device", "variant", "test_labels"]
+__all__ = ["run", "run_many", "run_all", "build_initialised_model", "resolve_device", "variant", "test_labels",
+           "execution_settings", "groups_of"]
 
 _TRAIN_KEYS = {"batch_size", "augment"}
 
@@ -254,16 +255,35 @@ def _batches(config: Mapping, device: str):
     return tr, te
 
 
-def train_config(config: Mapping) -> TrainConfig:
-    return TrainConfig(**{k: v for k, v in config["train"].items() if k not in _TRAIN_KEYS})
+def train_config(config: Mapping, execution: Mapping | None = None) -> TrainConfig:
+    """The :class:`TrainConfig` of ``config``, with the run settings ``execution`` (see :func:`execution_settings`)."""
+    return TrainConfig(**{k: v for k, v in config["train"].items() if k not in _TRAIN_KEYS}, **(execution or {}))
 
 
-def _record(result, init_record: dict) -> dict:
+def execution_settings(device: str) -> dict:
+    """How a run executes on ``device``, beyond its config: :data:`patchinit.train.EXECUTION_FIELDS`.
+
+    They change only the order of float operations, so they are provenance, not part
+    of a run's identity.  On CUDA: NHWC layout and fused SGD; ``torch.compile`` when
+    ``PATCHINIT_COMPILE=1`` (it costs tens of seconds per model up front, so it pays
+    for long runs only; ``benchmarks/bench_epoch.py --compile`` measures it).  On the
+    CPU all three are off: there they were measured slower, or no faster.
+    """
+    if torch.device(device).type != "cuda":
+        return {"channels_last": False, "fused": False, "compile": False}
+    return {"channels_last": True, "fused": True, "compile": os.environ.get("PATCHINIT_COMPILE", "0") == "1"}
+
+
+def _record(result, init_record: dict, execution: Mapping) -> dict:
     final = result.final
     return {"metrics": result.metrics, "predictions": result.predictions,
             "result": {"test_acc": final.get("test_acc"), "test_top5": final.get("test_top5"),
                        "test_loss": final.get("test_loss"), "diverged_at": result.diverged_at},
-            "extra": {"init": init_record, "train_seconds": round(result.seconds, 3)}}
+            "extra": {"init": init_record, "train_seconds": round(result.seconds, 3), "execution": dict(execution)}}
+
+
+def _checkpoint_dir(checkpoint_dir: str | None) -> str | None:
+    return checkpoint_dir or os.environ.get("PATCHINIT_CHECKPOINTS")
 
 
 def run(config: Mapping, *, device: str | None = "auto", progress: bool | None = None,
@@ -273,18 +293,17 @@ def run(config: Mapping, *, device: str | None = "auto", progress: bool | None =
     With ``checkpoint_dir`` (default ``$PATCHINIT_CHECKPOINTS``) the run checkpoints after
     every epoch to ``<dir>/<config key>.pt`` and resumes from it when restarted.
     """
+    from patchinit.results import config_key
+
     device = resolve_device(device)
-    checkpoint_dir = checkpoint_dir or os.environ.get("PATCHINIT_CHECKPOINTS")
+    checkpoint_dir = _checkpoint_dir(checkpoint_dir)
     model, init_record = build_initialised_model(config, device)
     tr, te = _batches(config, device)
-    ckpt = None
-    if checkpoint_dir:
-        from patchinit.results import config_key
-
-        ckpt = f"{checkpoint_dir}/{config_key(config)}.pt"
-    result = train(model, tr, te, train_config(config), seed=int(config["seed"]), checkpoint=ckpt,
+    ckpt = f"{checkpoint_dir}/{config_key(config)}.pt" if checkpoint_dir else None
+    execution = execution_settings(device)
+    result = train(model, tr, te, train_config(config, execution), seed=int(config["seed"]), checkpoint=ckpt,
                    progress=progress)
-    return {**_record(result, init_record), "device": device}
+    return {**_record(result, init_record, execution), "device": device}
 
 
 def _group_key(config: Mapping) -> str:
@@ -292,39 +311,64 @@ def _group_key(config: Mapping) -> str:
     return canonical_json({k: v for k, v in config.items() if k not in ("seed", "init", "experiment")})
 
 
-def run_many(configs: Sequence[Mapping], *, device: str | None = "auto", progress: bool | None = None) -> list[dict]:
+def run_many(configs: Sequence[Mapping], *, device: str | None = "auto", progress: bool | None = None,
+             checkpoint_dir: str | None = None) -> list[dict]:
     """Train configs that differ only in ``seed`` and ``init`` together.
 
     :func:`patchinit.multi.train_many` takes one vmapped step per batch on CUDA and
-    trains the models one after another on the CPU, where stacking is slower.
+    trains the models one after another on the CPU, where stacking is slower (and
+    for models with BatchNorm, which cannot be stacked).  With ``checkpoint_dir``
+    (default ``$PATCHINIT_CHECKPOINTS``) the group checkpoints after every epoch to
+    ``<dir>/group-<hash of its members' keys>.pt`` and resumes from it.
     """
+    from patchinit.multi import train_many
+    from patchinit.results import config_key
+
     device = resolve_device(device)
     shared = {_group_key(c) for c in configs}
     if len(shared) != 1:
         raise ValueError("run_many needs configs that differ only in seed, init and experiment")
-    from patchinit.multi import train_many
+    checkpoint_dir = _checkpoint_dir(checkpoint_dir)
+    ckpt = None
+    if checkpoint_dir:
+        import hashlib
 
+        members = hashlib.sha256(" ".join(config_key(c) for c in configs).encode()).hexdigest()[:16]
+        ckpt = f"{checkpoint_dir}/group-{members}.pt"
     built = [build_initialised_model(c, device) for c in configs]
     tr, te = _batches(configs[0], device)
-    results = train_many([m for m, _ in built], tr, te, train_config(configs[0]),
-                         seeds=[int(c["seed"]) for c in configs], progress=progress)
-    return [{**_record(r, rec), "device": device} for r, (_, rec) in zip(results, built)]
+    execution = execution_settings(device)
+    results = train_many([m for m, _ in built], tr, te, train_config(configs[0], execution),
+                         seeds=[int(c["seed"]) for c in configs], progress=progress, checkpoint=ckpt)
+    return [{**_record(r, rec, execution), "device": device} for r, (_, rec) in zip(results, built)]
+
+
+def groups_of(configs: Sequence[Mapping], max_size: int | None = None) -> list[list[Mapping]]:
+    """``configs`` cut into groups that can train together (same config up to ``seed``,
+    ``init`` and ``experiment``), in order of first appearance, each at most ``max_size`` long."""
+    if max_size is not None and max_size < 1:
+        raise ValueError(f"max_size must be >= 1 or None, got {max_size}")
+    by_key: dict[str, list[Mapping]] = {}
+    for c in configs:
+        by_key.setdefault(_group_key(c), []).append(c)
+    size = max_size or max((len(g) for g in by_key.values()), default=1)
+    return [g[i:i + size] for g in by_key.values() for i in range(0, len(g), size)]
 
 
 def run_all(store, configs: Sequence[Mapping], *, allow_run: bool = True, device: str | None = "auto",
-            command: str | None = None, group: bool = True) -> list[dict]:
-    """Load every config from ``store``; train the missing ones (grouped for :func:`run_many`)."""
+            command: str | None = None, group: bool = True, max_group: int | None = None,
+            progress: bool | None = None) -> list[dict]:
+    """Load every config from ``store``; train the missing ones, grouped for :func:`run_many`
+    (``group=False`` trains them one by one) in groups of at most ``max_group``."""
     from patchinit.results import MissingRunsError
 
     missing = store.missing(configs)
     if missing and not allow_run:
         raise MissingRunsError(missing, command)
-    groups: dict[str, list[Mapping]] = {}
-    for c in missing:
-        groups.setdefault(_group_key(c) if group else canonical_json(c), []).append(c)
-    for members in groups.values():
+    for members in groups_of(missing, max_group) if group else [[c] for c in missing]:
         t0 = time.perf_counter()
-        outs = run_many(members, device=device) if len(members) > 1 else [run(members[0], device=device)]
+        outs = (run_many(members, device=device, progress=progress) if len(members) > 1
+                else [run(members[0], device=device, progress=progress)])
         wall = time.perf_counter() - t0
         for c, out in zip(members, outs):
             out = dict(out, wall_time_s=round(wall, 3))

@@ -30,20 +30,31 @@ stacked step was measured slower (``benchmarks/bench_multi.py``), so by default
 :func:`train_many` stacks on CUDA only and on the CPU calls :func:`train` per model;
 ``vmap=True`` forces the stacked step anywhere (the tests use it).
 
+The run settings of :class:`TrainConfig` apply as in :func:`train`: ``precision="bf16"``
+autocasts the stacked forward, ``compile`` runs the vmapped step through
+``torch.compile``; ``channels_last`` has no meaning for the stacked 5-d batches and
+``fused`` none for the stacked update (already one multi-tensor op per group), so
+the stacked step ignores them.  With ``checkpoint`` the whole stack (every model's
+weights, the momentum buffers, the records so far) is written atomically after
+each epoch, and a restarted call resumes from it.
+
 Restrictions, checked up front: all models have the same architecture (same
-module tree, parameter and buffer names, shapes, dtypes and ``requires_grad``) and
-no BatchNorm, whose running statistics are updated in the forward pass.  Other
+module tree, parameter and buffer names, shapes, dtypes and ``requires_grad``).
+Models with BatchNorm, whose running statistics are updated in the forward pass,
+cannot be stacked; ``vmap=None`` then trains them one after another.  Other
 buffers are passed through unchanged, so they must not be written in ``forward``.
-Random layers (dropout) are refused by ``vmap``.  There is no checkpointing:
-runs that need it use :func:`train`.
+Random layers (dropout) are refused by ``vmap``.
 """
 from __future__ import annotations
 
 import copy
 import logging
 import math
+import os
 import time
-from typing import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -52,11 +63,12 @@ from torch.func import functional_call
 from tqdm import tqdm
 
 from patchinit.data.pipeline import DeviceBatches
-from patchinit.train import TrainConfig, TrainResult, learning_rate, reduced_lr_param, train
+from patchinit.train import (TrainConfig, TrainResult, autocast, learning_rate, numerics, reduced_lr_param,
+                             save_atomic, train)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["train_many", "check_same_architecture"]
+__all__ = ["train_many", "check_same_architecture", "stacking_problem"]
 
 
 def _signature(model: nn.Module) -> list[tuple]:
@@ -66,20 +78,15 @@ def _signature(model: nn.Module) -> list[tuple]:
 
 
 def check_same_architecture(models: Sequence[nn.Module]) -> None:
-    """Raise ``ValueError`` unless the models can be stacked: same module tree
+    """Raise ``ValueError`` unless the models are one architecture: same module tree
     (``repr``, which includes hyper-parameters such as a supermask's prune rate),
-    same parameters and buffers, no BatchNorm, at least one trainable parameter,
-    and no model object given twice."""
+    same parameters and buffers, at least one trainable parameter, and no model
+    object given twice."""
     if len(models) == 0:
         raise ValueError("models is empty; pass at least one model")
     if len({id(m) for m in models}) != len(models):
         raise ValueError("the same model object appears more than once in models; "
                          "pass independent copies (copy.deepcopy) so each can hold its own weights")
-    for name, module in models[0].named_modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            raise ValueError(f"layer {name!r} is {type(module).__name__}, whose running statistics "
-                             f"change in forward; train_many supports models without BatchNorm only, "
-                             f"train this model with patchinit.train.train")
     if not any(p.requires_grad for p in models[0].parameters()):
         raise ValueError("the model has no trainable parameters")
     ref = _signature(models[0])
@@ -90,6 +97,15 @@ def check_same_architecture(models: Sequence[nn.Module]) -> None:
             what = "the module trees differ" if diff[0] and diff[0][0] == "modules" else f"{diff[0]} vs {diff[1]}"
             raise ValueError(f"models[{i}] has a different architecture from models[0] ({what}); "
                              f"train_many needs models of one architecture")
+
+
+def stacking_problem(model: nn.Module) -> str | None:
+    """Why ``model`` cannot be trained in the stacked step, or ``None`` if it can."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            return (f"layer {name!r} is {type(module).__name__}, whose running statistics change in forward; "
+                    f"the stacked step supports models without BatchNorm only")
+    return None
 
 
 def _stack(models: Sequence[nn.Module], device) -> tuple[dict, dict]:
@@ -112,13 +128,22 @@ class _Stack:
         self.lr_factor = {n: cfg.scalar_lr_factor if reduced_lr_param(n) else 1.0 for n in self.trainable}
         self.momentum = {n: torch.zeros_like(self.params[n]) for n in self.trainable} if cfg.momentum else {}
         self.cfg = cfg
+        device_type = torch.device(device).type
 
         def loss_and_logits(params, buffers, x, y):
-            logits = functional_call(self.base, (params, buffers), (x,))
+            with autocast(device_type, cfg.precision):
+                logits = functional_call(self.base, (params, buffers), (x,))
+            logits = logits.float()
             return F.cross_entropy(logits, y), logits
 
+        def logits_of(params, buffers, x):
+            with autocast(device_type, cfg.precision):
+                return functional_call(self.base, (params, buffers), (x,)).float()
+
         self._train_fn = torch.func.vmap(loss_and_logits)
-        self._eval_fn = torch.func.vmap(lambda p, b, x: functional_call(self.base, (p, b), (x,)), in_dims=(0, 0, None))
+        self._eval_fn = torch.func.vmap(logits_of, in_dims=(0, 0, None))
+        if cfg.compile:
+            self._train_fn, self._eval_fn = torch.compile(self._train_fn), torch.compile(self._eval_fn)
 
     def __len__(self) -> int:
         return next(iter(self.params.values())).shape[0]
@@ -167,7 +192,7 @@ class _Stack:
         correct = torch.zeros(2, m, dtype=torch.long, device=dev)
         preds = []
         for x, y in batches.eval_batches():
-            logits = self._eval_fn(self.params, self.buffers, x).float()  # (M, B, K)
+            logits = self._eval_fn(self.params, self.buffers, x)  # (M, B, K), float32
             loss_sum += torch.func.vmap(lambda l: F.cross_entropy(l, y, reduction="sum"))(logits)
             top = logits.topk(min(topk, logits.shape[-1]), dim=-1).indices  # (M, B, k)
             correct[0] += (top[..., 0] == y).sum(1)
@@ -193,7 +218,9 @@ class _Stack:
 
 def train_many(models: Sequence[nn.Module], train_batches: DeviceBatches, test_batches: DeviceBatches,
                cfg: TrainConfig, seeds: Sequence[int], *, progress: bool | None = None,
-               topk: int = 5, vmap: bool | None = None) -> list[TrainResult]:
+               topk: int = 5, vmap: bool | None = None,
+               checkpoint: str | os.PathLike | None = None,
+               on_epoch: Callable[[list[dict]], None] | None = None) -> list[TrainResult]:
     """Train ``models`` (one architecture, already initialised) together, in place.
 
     Model ``m`` is trained with data seed ``seeds[m]`` and ends with the parameters
@@ -202,77 +229,115 @@ def train_many(models: Sequence[nn.Module], train_batches: DeviceBatches, test_b
     parameters are written back into ``models``, which are moved to the batches'
     device, as :func:`train` does.
 
-    ``vmap=None`` stacks the models on CUDA and, on the CPU, simply calls
-    :func:`train` for each in turn: there the stacked step was measured slower
-    (oneDNN's grouped convolutions and vmap's layout copies cost more than the
-    per-model overhead they save; ``benchmarks/bench_multi.py``).  ``vmap=True``
-    forces the stacked step, ``False`` the loop.
+    ``vmap=None`` stacks the models on CUDA when they can be stacked
+    (:func:`stacking_problem`) and otherwise calls :func:`train` for each in turn:
+    on the CPU the stacked step was measured slower (oneDNN's grouped convolutions
+    and vmap's layout copies cost more than the per-model overhead they save;
+    ``benchmarks/bench_multi.py``).  ``vmap=True`` forces the stacked step, ``False`` the loop.
+
+    ``checkpoint`` is a file path: the stacked step checkpoints the whole stack there
+    after each epoch; the loop gives model ``m`` its own file, ``<stem>.m<m><suffix>``.
+    ``on_epoch`` is called after each epoch with the new row of every model (the
+    stacked step only; the loop passes it to :func:`train` for each model's rows).
     """
     models, seeds = list(models), [int(s) for s in seeds]
     if len(seeds) != len(models):
         raise ValueError(f"seeds has {len(seeds)} entries for {len(models)} models; pass one data seed per model")
     check_same_architecture(models)
-    plain = cfg.precision == "fp32" and not cfg.channels_last and not cfg.fused
-    if vmap and not plain:
-        raise ValueError(f"the stacked step supports precision='fp32' without channels_last or fused SGD; got "
-                         f"precision={cfg.precision!r}, channels_last={cfg.channels_last}, fused={cfg.fused}. "
-                         f"Pass vmap=None or False to train the models one after another")
+    problem = stacking_problem(models[0])
+    if vmap and problem:
+        raise ValueError(f"{problem}; pass vmap=None or False to train the models one after another")
     device = train_batches.device
     if vmap is None:
-        # the stacked step runs fp32, contiguous tensors and its own foreach SGD; other settings train in turn
-        vmap = device.type == "cuda" and plain
+        vmap = device.type == "cuda" and problem is None
+    ckpt = Path(checkpoint) if checkpoint else None
     if not vmap:
-        return [train(m, train_batches, test_batches, cfg, seed=s, progress=progress, topk=topk)
-                for m, s in zip(models, seeds)]
+        return [train(m, train_batches, test_batches, cfg, seed=s, progress=progress, topk=topk,
+                      checkpoint=ckpt.with_name(f"{ckpt.stem}.m{i}{ckpt.suffix}") if ckpt else None,
+                      on_epoch=(lambda row: on_epoch([row])) if on_epoch else None)
+                for i, (m, s) in enumerate(zip(models, seeds))]
     for model in models:
         model.to(device)
-    stack = _Stack(models, cfg, device)
-    active = list(range(len(models)))  # model index of each stack row
     results = [TrainResult() for _ in models]
+    active = list(range(len(models)))  # model index of each stack row
+    start_epoch, iteration, momentum = 0, 0, None
+    if ckpt and ckpt.exists():
+        start_epoch, iteration, active, momentum = _resume(ckpt, models, results, cfg, seeds, device)
+    stack = _Stack([models[i] for i in active] or models[:1], cfg, device)
+    if not active:
+        stack.keep(torch.zeros(0, dtype=torch.long, device=device))
+    if momentum is not None:
+        stack.momentum = momentum
     n_train = len(train_batches) * train_batches.batch_size if train_batches.drop_last else train_batches.num_examples
     n_test = test_batches.num_examples
-    iteration = 0
     t_start = time.perf_counter()
-    bar = tqdm(range(cfg.epochs), desc=f"train x{len(models)}", leave=False,
+    bar = tqdm(range(start_epoch, cfg.epochs), desc=f"train x{len(models)}", leave=False,
                disable=(not progress) if progress is not None else None)
     for epoch in bar:
         t0 = time.perf_counter()
         for i, res in enumerate(results):
             if i not in active:
                 res.metrics.append(dict(res.metrics[-1], epoch=epoch + 1, seconds=0.0))
-        if not active:
-            continue
-        loss_sum = torch.zeros(len(active), device=device)
-        correct = torch.zeros(len(active), dtype=torch.long, device=device)
-        lr = learning_rate(cfg, epoch, iteration)
-        for x, y in train_batches.epoch_multi([seeds[i] for i in active], epoch):
+        if active:
+            loss_sum = torch.zeros(len(active), device=device)
+            correct = torch.zeros(len(active), dtype=torch.long, device=device)
             lr = learning_rate(cfg, epoch, iteration)
-            losses, logits = stack.step(x, y, lr)
-            loss_sum += losses * y.shape[1]
-            correct += (logits.argmax(-1) == y).sum(1)
-            iteration += 1
-        test_sums, preds = stack.evaluate(test_batches, topk)
-        numbers = torch.cat([loss_sum[None].double(), correct[None].double(), test_sums]).cpu().numpy()  # one sync
-        preds = preds.cpu().numpy()
-        seconds = time.perf_counter() - t0
-        for row_index, i in enumerate(active):
-            row = _row(epoch, lr, numbers[:, row_index].tolist(), n_train, n_test, topk, seconds)
-            if not math.isfinite(row["train_loss"]):
-                results[i].diverged_at = epoch + 1
-                row["diverged"] = True
-                log.warning("model %d (seed %d): loss became non-finite in epoch %d (lr=%g); it diverged",
-                            i, seeds[i], epoch + 1, lr)
-            results[i].metrics.append(row)
-            results[i].predictions = preds[row_index].copy()
-        _drop_diverged(stack, active, results, models)
-        accs = [results[i].final["test_acc"] for i in active]
-        if accs:
-            bar.set_postfix(acc=f"{min(accs):.2f}..{max(accs):.2f}", alive=len(active))
+            for x, y in train_batches.epoch_multi([seeds[i] for i in active], epoch):
+                lr = learning_rate(cfg, epoch, iteration)
+                losses, logits = stack.step(x, y, lr)
+                loss_sum += losses * y.shape[1]
+                correct += (logits.argmax(-1) == y).sum(1)
+                iteration += 1
+            test_sums, preds = stack.evaluate(test_batches, topk)
+            numbers = torch.cat([loss_sum[None].double(), correct[None].double(), test_sums]).cpu().numpy()  # one sync
+            preds = preds.cpu().numpy()
+            seconds = time.perf_counter() - t0
+            for row_index, i in enumerate(active):
+                row = _row(epoch, lr, numbers[:, row_index].tolist(), n_train, n_test, topk, seconds)
+                if not math.isfinite(row["train_loss"]):
+                    results[i].diverged_at = epoch + 1
+                    row["diverged"] = True
+                    log.warning("model %d (seed %d): loss became non-finite in epoch %d (lr=%g); it diverged",
+                                i, seeds[i], epoch + 1, lr)
+                results[i].metrics.append(row)
+                results[i].predictions = preds[row_index].copy()
+            _drop_diverged(stack, active, results, models)
+            accs = [results[i].final["test_acc"] for i in active]
+            if accs:
+                bar.set_postfix(acc=f"{min(accs):.2f}..{max(accs):.2f}", alive=len(active))
+        if on_epoch:
+            on_epoch([r.metrics[-1] for r in results])
+        if ckpt:
+            stack.write_back([models[i] for i in active], range(len(active)))
+            save_atomic({"kind": "train_many", "train_config": asdict(cfg), "seeds": seeds, "epoch": epoch + 1,
+                         "iteration": iteration, "active": list(active),
+                         "models": [m.state_dict() for m in models], "momentum": stack.momentum,
+                         "results": [{"metrics": r.metrics, "predictions": r.predictions,
+                                      "diverged_at": r.diverged_at} for r in results]}, ckpt)
     stack.write_back([models[i] for i in active], range(len(active)))
     total = time.perf_counter() - t_start
     for res in results:
         res.seconds = total
     return results
+
+
+def _resume(path: Path, models, results: list[TrainResult], cfg: TrainConfig, seeds: list[int], device):
+    """Load a :func:`train_many` checkpoint into ``models`` and ``results``; return
+    ``(epoch, iteration, active rows, momentum buffers)``."""
+    state = torch.load(path, map_location=device, weights_only=False)
+    saved = state.get("train_config") or {}
+    if (state.get("kind") != "train_many" or {k: v for k, v in saved.items() if k in numerics(cfg)} != numerics(cfg)
+            or state.get("seeds") != seeds):
+        raise ValueError(f"checkpoint {path} was written by a different run (config, seeds or number of "
+                         f"models differ); delete it or choose another path")
+    for model, sd in zip(models, state["models"]):
+        model.load_state_dict(sd)
+    for res, saved_res in zip(results, state["results"]):
+        res.metrics, res.predictions, res.diverged_at = (saved_res["metrics"], saved_res["predictions"],
+                                                         saved_res["diverged_at"])
+    log.info("resumed %s at epoch %d (%d of %d models still training)", path, state["epoch"],
+             len(state["active"]), len(models))
+    return state["epoch"], state["iteration"], list(state["active"]), state["momentum"]
 
 
 def _row(epoch: int, lr: float, sums: list[float], n_train: int, n_test: int, topk: int, seconds: float) -> dict:

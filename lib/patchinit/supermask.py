@@ -77,7 +77,6 @@ def keep_count(n: int, prune: float) -> int:
     return int(math.floor(keep * n + 0.5 + 1e-9))
 
 
-@torch.no_grad()
 def topk_mask(scores: torch.Tensor, n_keep: int) -> torch.Tensor:
     """0/1 mask (dtype of ``scores``) with ones at the ``n_keep`` largest entries.
 
@@ -98,24 +97,6 @@ def topk_mask(scores: torch.Tensor, n_keep: int) -> torch.Tensor:
     above, ties = flat > threshold, flat == threshold
     extra = ties & (torch.cumsum(ties, 0, dtype=torch.int64) <= n_keep - above.sum())
     return (above | extra).view_as(scores).to(scores.dtype)
-
-
-class _StraightThroughTopK(torch.autograd.Function):
-    """Forward: the top-k mask of ``|scores|``.  Backward: the identity."""
-
-    generate_vmap_rule = True  # lets patchinit.multi train several supermask models at once
-
-    @staticmethod
-    def forward(magnitudes: torch.Tensor, n_keep: int) -> torch.Tensor:
-        return topk_mask(magnitudes, n_keep)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        pass
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return grad, None
 
 
 class _SupermaskMixin:
@@ -167,8 +148,15 @@ class _SupermaskMixin:
         return topk_mask(self.scores.detach().abs(), self.n_keep)
 
     def masked_weight(self) -> torch.Tensor:
-        """``weight * mask`` with the straight-through gradient to ``scores``."""
-        mask = _StraightThroughTopK.apply(self.scores.abs(), self.n_keep)
+        """``weight * mask`` with the straight-through gradient to ``scores``.
+
+        The forward value is exactly the top-k mask of ``|scores|`` (``s - s.detach()``
+        is exactly zero); the backward pass sees ``mask = |scores|`` (gradient one).
+        Written with plain tensor ops, it works under ``vmap`` (several models at once)
+        and ``torch.compile`` alike.
+        """
+        magnitudes = self.scores.abs()
+        mask = topk_mask(magnitudes.detach(), self.n_keep) + (magnitudes - magnitudes.detach())
         return self.weight * mask
 
     def extra_repr(self) -> str:  # pragma: no cover - cosmetic

@@ -38,7 +38,7 @@ from patchinit.data.pipeline import DeviceBatches
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "TrainResult", "train", "evaluate", "learning_rate"]
+__all__ = ["TrainConfig", "TrainResult", "train", "evaluate", "learning_rate", "numerics", "EXECUTION_FIELDS"]
 
 SCHEDULES = ("constant", "inv", "cosine")
 PRECISIONS = ("fp32", "bf16")
@@ -64,12 +64,15 @@ class TrainConfig:
     inv_power: float = 0.75
     scalar_lr_factor: float = 1.0  # lr multiplier for biases and scales (see reduced_lr_param)
     # How the arithmetic runs (for GPUs).  precision "bf16" autocasts the forward passes (training and
-    # evaluation) to bfloat16 and computes the loss in float32; channels_last stores the model and the
-    # batches NHWC; fused uses torch's fused SGD kernel.  bf16 changes the numbers, so it is part of a
-    # run's config like any other setting; the other two change only the order of float operations.
+    # evaluation) to bfloat16 and computes the loss in float32.  bf16 changes the numbers, so it is part
+    # of a run's config like any other setting.  The EXECUTION_FIELDS change only the order of float
+    # operations, so they are not part of a run's identity: channels_last stores the model and the
+    # batches NHWC; fused uses torch's fused SGD kernel; compile runs the model through torch.compile
+    # (TorchInductor; worth it for runs of many steps, since compiling takes tens of seconds).
     precision: str = "fp32"
     channels_last: bool = False
     fused: bool = False
+    compile: bool = False
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -84,6 +87,14 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+
+EXECUTION_FIELDS = ("channels_last", "fused", "compile")
+
+
+def numerics(cfg: TrainConfig) -> dict:
+    """The fields of ``cfg`` that determine a run's numbers (all but :data:`EXECUTION_FIELDS`)."""
+    return {k: v for k, v in asdict(cfg).items() if k not in EXECUTION_FIELDS}
 
 
 def learning_rate(cfg: TrainConfig, epoch: int, iteration: int) -> float:
@@ -159,7 +170,14 @@ def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
                         {"params": reduced, "lr_factor": cfg.scalar_lr_factor}) if g["params"]]
 
 
-def _save_atomic(obj, path: Path) -> None:
+def _numerics_of(saved: dict | None) -> dict | None:
+    """The numerics fields of a checkpoint's saved ``asdict(TrainConfig)``."""
+    if saved is None:
+        return None
+    return {k: v for k, v in saved.items() if k not in EXECUTION_FIELDS}
+
+
+def save_atomic(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".ckpt.", dir=path.parent)
     os.close(fd)
@@ -187,12 +205,13 @@ def train(model: nn.Module, train_batches: DeviceBatches, test_batches: DeviceBa
     groups = _param_groups(model, cfg)
     opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                           nesterov=cfg.nesterov, **({"fused": True} if cfg.fused else {}))
+    forward = torch.compile(model) if cfg.compile else model  # shares model's parameters
     result = TrainResult()
     start_epoch, iteration = 0, 0
     ckpt_path = Path(checkpoint) if checkpoint else None
     if ckpt_path and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state.get("train_config") != asdict(cfg) or state.get("seed") != seed:
+        if _numerics_of(state.get("train_config")) != numerics(cfg) or state.get("seed") != seed:
             raise ValueError(f"checkpoint {ckpt_path} was written by a different run "
                              f"(config or seed differ); delete it or choose another path")
         model.load_state_dict(state["model"])
@@ -222,7 +241,7 @@ def train(model: nn.Module, train_batches: DeviceBatches, test_batches: DeviceBa
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, cfg.precision):
-                logits = model(x)
+                logits = forward(x)
             loss = F.cross_entropy(logits.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -232,7 +251,7 @@ def train(model: nn.Module, train_batches: DeviceBatches, test_batches: DeviceBa
             iteration += 1
         n = train_batches.num_examples if not train_batches.drop_last else len(train_batches) * train_batches.batch_size
         train_loss = loss_sum.item() / n
-        last_eval = evaluate(model, test_batches, topk, cfg.precision, cfg.channels_last)
+        last_eval = evaluate(forward, test_batches, topk, cfg.precision, cfg.channels_last)
         preds = last_eval.pop("predictions")
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": 100.0 * correct.item() / n,
                **last_eval, "seconds": time.perf_counter() - t0}
@@ -246,7 +265,7 @@ def train(model: nn.Module, train_batches: DeviceBatches, test_batches: DeviceBa
         if on_epoch:
             on_epoch(row)
         if ckpt_path:
-            _save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+            save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
                           "iteration": iteration, "metrics": result.metrics, "diverged_at": result.diverged_at,
                           "train_config": asdict(cfg), "seed": seed, "predictions": result.predictions},
                          ckpt_path)

@@ -173,9 +173,14 @@ class DeviceBatches:
         return [(s, min(s + bs, stop)) for s in range(0, stop, bs)]
 
     def _epoch_plan(self, seed: int, epoch: int):
+        # drawn on the CPU (same numbers on every device), then moved once per epoch, so that
+        # slicing them per batch needs no host-to-device copy (a host sync on CUDA)
         perm = self.order(seed, epoch)
-        params = (augment_params(self.num_examples, self.pad, self.flip, epoch_generator(seed, epoch, _AUGMENT))
-                  if self.augment else None)
+        params = None
+        if self.augment:
+            offsets, flips = augment_params(self.num_examples, self.pad, self.flip,
+                                            epoch_generator(seed, epoch, _AUGMENT))
+            params = (offsets.to(self.device), flips.to(self.device))
         return perm.to(self.device), params
 
     def epoch(self, seed: int, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
