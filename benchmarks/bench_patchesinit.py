@@ -17,7 +17,9 @@ Threads default to 1 for torch and for BLAS/OpenMP: on the shared, oversubscribe
 pass up to 8x slower than one (``--threads 2 --blas-threads 0`` restores the
 libraries' defaults).  The data root comes from ``--root`` or ``$PATCHINIT_DATA``.  Prints
 ``RESULT <name>=<value>`` lines (seconds): the total, each stage summed over the
-layers, and each layer's total.
+layers, and each layer's total; for Conv6 at Table 5.3's settings also the thesis's
+time and ``<label>_speedup_vs_thesis`` (thesis time / ours; different hardware, so a
+ratio of wall times on two machines, not a side-by-side measurement).
 """
 from __future__ import annotations
 
@@ -33,8 +35,12 @@ from patchinit.init.method_b import STAGES, MethodBConfig, patches_init_
 from patchinit.models import build_model
 
 
+# thesis Table 5.3, Conv6: the init times reported there (seconds), for the settings this script uses by default
+THESIS_SECONDS = {"patchesinit": 11.5 * 60, "simpleinit": 2.0 * 60}
+
+
 def run(label: str, model_name: str, data, P: int, C: int, simple: bool, seed: int, workers,
-        config: MethodBConfig) -> None:
+        config: MethodBConfig, thesis_settings: bool) -> None:
     model = build_model(model_name, data.num_classes)
     t0 = time.perf_counter()
     records = patches_init_(model, data.images, data.labels, P=P, C=C, seed=seed, simple=simple,
@@ -46,6 +52,9 @@ def run(label: str, model_name: str, data, P: int, C: int, simple: bool, seed: i
         print(f"#   {r.layer}: {r.total_time:.2f} s ({stages}); kept {r.n_clusters_kept}/{r.n_clusters} "
               f"clusters, mean entropy {r.mean_entropy_selected:.3f} bits")
     print(f"RESULT {label}_total_s={wall:.2f}")
+    if thesis_settings and model_name == "conv6":  # the ratio means something only for Table 5.3's settings
+        print(f"RESULT {label}_thesis_s={THESIS_SECONDS[label]:.0f}")
+        print(f"RESULT {label}_speedup_vs_thesis={THESIS_SECONDS[label] / wall:.1f}")
     for stage in STAGES:
         print(f"RESULT {label}_{stage}_s={sum(r.times.get(stage, 0.0) for r in records):.2f}")
     for r in records:
@@ -75,9 +84,11 @@ def main() -> None:
           f"cpus={os.cpu_count()}, load average={os.getloadavg()[0]:.2f}")
     config = MethodBConfig(blas_threads=args.blas_threads or None)
     print(f"# blas_threads={args.blas_threads}")
-    run("patchesinit", args.model, data, args.P, args.C, False, args.seed, args.workers, config)
+    run("patchesinit", args.model, data, args.P, args.C, False, args.seed, args.workers, config,
+        thesis_settings=(args.P, args.C) == (50_000, 500))
     if not args.skip_simple:
-        run("simpleinit", args.model, data, args.simple_P, args.C, True, args.seed, args.workers, config)
+        run("simpleinit", args.model, data, args.simple_P, args.C, True, args.seed, args.workers, config,
+            thesis_settings=args.simple_P == 10_000)
     print(f"# load average at the end: {os.getloadavg()[0]:.2f}")
 
 

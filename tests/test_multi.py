@@ -271,3 +271,27 @@ def test_stacked_step_ignores_layout_and_fused_settings():
     assert [r.final["train_loss"] for r in a] == [r.final["train_loss"] for r in b]
     for m, n in zip(plain, fast):
         assert all(torch.equal(p, q) for p, q in zip(m.parameters(), n.parameters()))
+
+
+def test_fixup_resnet20_matches_train():
+    """Fixup's scalar biases and multipliers train at lr/10 in the stack too (scalar_lr_factor)."""
+    tr, te = _data(side=8, channels=3, classes=10, n_train=32, n_test=16)
+    models = [build_model("fixup_resnet20", 10, seed=s) for s in (0, 1)]
+    with torch.no_grad():  # Fixup zero-initialises the last conv of each branch: make every layer matter
+        for m in models:
+            for name, p in m.named_parameters():
+                if p.dim() == 4 and not p.abs().any():
+                    p.normal_(0, 0.05)
+    cfg = TrainConfig(epochs=2, lr=0.1, schedule="cosine", weight_decay=5e-4, scalar_lr_factor=0.1)
+    _assert_same_as_train(models, tr, te, cfg, seeds=[0, 1])
+
+
+@pytest.mark.parametrize("name", ["conv4", "conv6"])
+def test_deeper_conv_supermasks_match_train(name):
+    tr, te = _data(side=8, channels=3, classes=10, n_train=32, n_test=16)
+    models = []
+    for s in range(2):
+        torch.manual_seed(s)
+        models.append(to_supermask_(build_model(name, 10, input_size=8), 0.5, seed=20 + s))
+    _assert_same_as_train(models, tr, te, TrainConfig(epochs=2, lr=0.1, schedule="cosine", weight_decay=1e-4),
+                          seeds=[0, 1])
