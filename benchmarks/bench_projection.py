@@ -24,6 +24,7 @@ rates within a process).  Run it on the device you plan to use:
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import time
 from collections import OrderedDict
@@ -110,9 +111,14 @@ def measure(key, n_models: int, device: str, steps: int, repeats: int) -> dict:
     return {"step": t_step, "eval": max(t1 - steps * t_step, 0.0), "setup": max(warm - t1, 0.0)}
 
 
+@functools.lru_cache(maxsize=None)
+def _stackable(key) -> bool:
+    return stacking_problem(_models(key, 1)[0]) is None
+
+
 def stacked(key, n: int, device: str) -> bool:
     """Whether train_many stacks a group of ``n`` such models on ``device`` (it does on CUDA only)."""
-    return n > 1 and device.startswith("cuda") and stacking_problem(_models(key, 1)[0]) is None
+    return n > 1 and device.startswith("cuda") and _stackable(key)
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ wheels)
 fill)
     start=$(date +%s)
     ls results/runs | sort >/tmp/runs-before.txt
-    STOP_AFTER=${STOP_AFTER:-480} timeout 590 "$PY" tools/fill_results.py "$@" --profile paper --device cuda \
+    timeout 590 "$PY" tools/fill_results.py "$@" --profile paper --device cuda \
         --stop-after "${STOP_AFTER:-480}" 2>&1 | tee "$OUT/fill.txt" | tail -40
     ls results/runs | sort | comm -13 /tmp/runs-before.txt - >/tmp/runs-new.txt
     tar -cf "$OUT/runs.tar" -C results/runs -T /tmp/runs-new.txt

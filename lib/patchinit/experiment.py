@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -331,8 +332,6 @@ def run_many(configs: Sequence[Mapping], *, device: str | None = "auto", progres
     checkpoint_dir = _checkpoint_dir(checkpoint_dir)
     ckpt = None
     if checkpoint_dir:
-        import hashlib
-
         members = hashlib.sha256(" ".join(config_key(c) for c in configs).encode()).hexdigest()[:16]
         ckpt = f"{checkpoint_dir}/group-{members}.pt"
     built = [build_initialised_model(c, device) for c in configs]

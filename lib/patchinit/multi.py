@@ -63,7 +63,7 @@ from torch.func import functional_call
 from tqdm import tqdm
 
 from patchinit.data.pipeline import DeviceBatches
-from patchinit.train import (TrainConfig, TrainResult, autocast, learning_rate, numerics, reduced_lr_param,
+from patchinit.train import (TrainConfig, TrainResult, autocast, learning_rate, reduced_lr_param, same_numerics,
                              save_atomic, train)
 
 log = logging.getLogger(__name__)
@@ -325,8 +325,7 @@ def _resume(path: Path, models, results: list[TrainResult], cfg: TrainConfig, se
     """Load a :func:`train_many` checkpoint into ``models`` and ``results``; return
     ``(epoch, iteration, active rows, momentum buffers)``."""
     state = torch.load(path, map_location=device, weights_only=False)
-    saved = state.get("train_config") or {}
-    if (state.get("kind") != "train_many" or {k: v for k, v in saved.items() if k in numerics(cfg)} != numerics(cfg)
+    if (state.get("kind") != "train_many" or not same_numerics(state.get("train_config"), cfg)
             or state.get("seeds") != seeds):
         raise ValueError(f"checkpoint {path} was written by a different run (config, seeds or number of "
                          f"models differ); delete it or choose another path")

@@ -38,7 +38,8 @@ from patchinit.data.pipeline import DeviceBatches
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "TrainResult", "train", "evaluate", "learning_rate", "numerics", "EXECUTION_FIELDS"]
+__all__ = ["TrainConfig", "TrainResult", "train", "evaluate", "learning_rate", "numerics", "same_numerics",
+           "EXECUTION_FIELDS"]
 
 SCHEDULES = ("constant", "inv", "cosine")
 PRECISIONS = ("fp32", "bf16")
@@ -170,11 +171,10 @@ def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
                         {"params": reduced, "lr_factor": cfg.scalar_lr_factor}) if g["params"]]
 
 
-def _numerics_of(saved: dict | None) -> dict | None:
-    """The numerics fields of a checkpoint's saved ``asdict(TrainConfig)``."""
-    if saved is None:
-        return None
-    return {k: v for k, v in saved.items() if k not in EXECUTION_FIELDS}
+def same_numerics(saved: dict | None, cfg: TrainConfig) -> bool:
+    """Whether a checkpoint's saved ``asdict(TrainConfig)`` describes the same run as ``cfg``
+    (the run settings of :data:`EXECUTION_FIELDS` may differ)."""
+    return saved is not None and {k: v for k, v in saved.items() if k not in EXECUTION_FIELDS} == numerics(cfg)
 
 
 def save_atomic(obj, path: Path) -> None:
@@ -211,7 +211,7 @@ def train(model: nn.Module, train_batches: DeviceBatches, test_batches: DeviceBa
     ckpt_path = Path(checkpoint) if checkpoint else None
     if ckpt_path and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if _numerics_of(state.get("train_config")) != numerics(cfg) or state.get("seed") != seed:
+        if not same_numerics(state.get("train_config"), cfg) or state.get("seed") != seed:
             raise ValueError(f"checkpoint {ckpt_path} was written by a different run "
                              f"(config or seed differ); delete it or choose another path")
         model.load_state_dict(state["model"])
