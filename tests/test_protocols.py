@@ -91,11 +91,17 @@ def test_mnist_grid_covers_both_chapters_once():
     assert lrs == set(MNIST_SWEEPS["train.lr"])
 
 
-def test_paper_profiles_train_cifar_scale_models_in_bf16_and_say_so():
-    for proto in (P.method_a_cifar("paper"), P.method_b_cifar("paper"), P.method_b_tinyimagenet("paper")):
-        assert proto.base["train"]["precision"] == "bf16"
-        assert "bfloat16 autocast" in P.describe(proto) and "runs on a CPU" not in P.describe(proto)
+def test_paper_profiles_train_in_float32_and_bf16_is_a_labelled_variant_with_its_own_key():
+    for proto in (P.method_a_cifar("paper"), P.method_b_cifar("paper"), P.method_b_tinyimagenet("paper"),
+                  P.method_a_cifar("quick"), P.method_b_cifar("quick"), P.method_a_mnist("paper")):
+        assert "precision" not in proto.base["train"]  # float32, as the papers trained; quick keys unchanged
+        assert "bfloat16" not in P.describe(proto)
+    cfg = P.method_b_cifar("paper").config(0)
+    bf16 = P.with_precision(cfg, "bf16")
+    assert bf16["train"]["precision"] == "bf16" and config_key(bf16) != config_key(cfg)
+    assert config_key(P.with_precision(bf16, "fp32")) == config_key(cfg)
+    assert "bfloat16 autocast" in P.describe(P.Protocol("x", "paper", bf16, (0,)))
+    with pytest.raises(ValueError, match="precision must be one of"):
+        P.with_precision(cfg, "fp16")
     assert "except: TinyImageNet's 20% train subset" in P.describe(P.method_b_tinyimagenet("paper"))
     assert "(1 seed)" in P.describe(P.method_b_tinyimagenet("paper"))
-    for proto in (P.method_a_cifar("quick"), P.method_b_cifar("quick"), P.method_a_mnist("paper")):
-        assert "precision" not in proto.base["train"]  # float32, and the stored quick runs keep their keys

@@ -17,7 +17,8 @@ recorded as provenance).  A config looks like::
      "train": {"epochs": 20, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
                "schedule": "inv", "batch_size": 64, "augment": False},
      "supermask": None,                                  # or {"prune": 0.5}: edge-popup training
-     "seed": 0}
+     "seed": 0,
+     "data_fingerprint": "arrays-sha256:..."}            # added by identify(): the data copy's arrays
 
 Method B runs set ``init.patch = {"method": "B", "options": {"P": ..., "C": ..., "D": ...,
 "simple": ...}}``; their patches are drawn with the run's seed, as in the thesis.
@@ -36,7 +37,7 @@ import json
 import logging
 import os
 import time
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -50,7 +51,7 @@ from patchinit.train import TrainConfig, train
 log = logging.getLogger(__name__)
 
 __all__ = ["run", "run_many", "run_all", "build_initialised_model", "resolve_device", "variant", "test_labels",
-           "execution_settings", "groups_of"]
+           "execution_settings", "groups_of", "identify", "data_fingerprint", "DataCopyMismatch"]
 
 _TRAIN_KEYS = {"batch_size", "augment"}
 
@@ -78,6 +79,39 @@ def variant(config: Mapping, **changes) -> dict:
 @functools.lru_cache(maxsize=8)
 def _dataset(name: str, split: str):
     return load_dataset(name, split, download=False)
+
+
+class DataCopyMismatch(ValueError):
+    """A config names a data copy (its ``data_fingerprint``) other than the one found on this machine."""
+
+
+@functools.lru_cache(maxsize=8)
+def data_fingerprint(name: str) -> str:
+    """The fingerprint of the local copy of dataset ``name`` (its decoded train and test arrays;
+    see :func:`patchinit.data.fingerprint.arrays_fingerprint`)."""
+    from patchinit.data.fingerprint import arrays_fingerprint
+
+    return arrays_fingerprint({"train": _dataset(name, "train"), "test": _dataset(name, "test")})
+
+
+def identify(config: Mapping) -> dict:
+    """``config`` with the fingerprint of the local copy of its dataset, which makes it part of the
+    run's identity: a reader with another copy (the official CIFAR-10 instead of our JPEG one, say)
+    gets other keys, and so trains rather than being served our records.  A config that already
+    names a copy is returned as it is."""
+    if config.get("data_fingerprint"):
+        return dict(config)
+    return dict(config, data_fingerprint=data_fingerprint(config["dataset"]))
+
+
+def _check_data_copy(config: Mapping) -> None:
+    want = config.get("data_fingerprint")
+    if want and want != data_fingerprint(config["dataset"]):
+        raise DataCopyMismatch(
+            f"this run was specified for the {config['dataset']} copy {want}, but the copy found here is "
+            f"{data_fingerprint(config['dataset'])}; its record would not describe this data. Build the config "
+            "without 'data_fingerprint' (experiment.identify adds the local one), or point PATCHINIT_DATA at "
+            "that copy")
 
 
 def _train_images(config: Mapping) -> tuple[np.ndarray, np.ndarray]:
@@ -288,14 +322,16 @@ def _checkpoint_dir(checkpoint_dir: str | None) -> str | None:
 
 
 def run(config: Mapping, *, device: str | None = "auto", progress: bool | None = None,
-        checkpoint_dir: str | None = None) -> dict:
+        checkpoint_dir: str | None = None, stop_after: int | None = None) -> dict:
     """Initialise and train the model of ``config``; return the fields of a results record.
 
     With ``checkpoint_dir`` (default ``$PATCHINIT_CHECKPOINTS``) the run checkpoints after
     every epoch to ``<dir>/<config key>.pt`` and resumes from it when restarted.
+    ``stop_after=E`` trains only the first E epochs of the schedule (an exact prefix).
     """
     from patchinit.results import config_key
 
+    _check_data_copy(config)
     device = resolve_device(device)
     checkpoint_dir = _checkpoint_dir(checkpoint_dir)
     model, init_record = build_initialised_model(config, device)
@@ -303,7 +339,7 @@ def run(config: Mapping, *, device: str | None = "auto", progress: bool | None =
     ckpt = f"{checkpoint_dir}/{config_key(config)}.pt" if checkpoint_dir else None
     execution = execution_settings(device)
     result = train(model, tr, te, train_config(config, execution), seed=int(config["seed"]), checkpoint=ckpt,
-                   progress=progress)
+                   progress=progress, stop_after=stop_after)
     return {**_record(result, init_record, execution), "device": device}
 
 
@@ -313,7 +349,7 @@ def _group_key(config: Mapping) -> str:
 
 
 def run_many(configs: Sequence[Mapping], *, device: str | None = "auto", progress: bool | None = None,
-             checkpoint_dir: str | None = None) -> list[dict]:
+             checkpoint_dir: str | None = None, stop_after: int | None = None) -> list[dict]:
     """Train configs that differ only in ``seed`` and ``init`` together.
 
     :func:`patchinit.multi.train_many` takes one vmapped step per batch on CUDA and
@@ -329,6 +365,8 @@ def run_many(configs: Sequence[Mapping], *, device: str | None = "auto", progres
     shared = {_group_key(c) for c in configs}
     if len(shared) != 1:
         raise ValueError("run_many needs configs that differ only in seed, init and experiment")
+    for c in configs:
+        _check_data_copy(c)
     checkpoint_dir = _checkpoint_dir(checkpoint_dir)
     ckpt = None
     if checkpoint_dir:
@@ -338,7 +376,8 @@ def run_many(configs: Sequence[Mapping], *, device: str | None = "auto", progres
     tr, te = _batches(configs[0], device)
     execution = execution_settings(device)
     results = train_many([m for m, _ in built], tr, te, train_config(configs[0], execution),
-                         seeds=[int(c["seed"]) for c in configs], progress=progress, checkpoint=ckpt)
+                         seeds=[int(c["seed"]) for c in configs], progress=progress, checkpoint=ckpt,
+                         stop_after=stop_after)
     return [{**_record(r, rec, execution), "device": device} for r, (_, rec) in zip(results, built)]
 
 
@@ -356,21 +395,33 @@ def groups_of(configs: Sequence[Mapping], max_size: int | None = None) -> list[l
 
 def run_all(store, configs: Sequence[Mapping], *, allow_run: bool = True, device: str | None = "auto",
             command: str | None = None, group: bool = True, max_group: int | None = None,
-            progress: bool | None = None) -> list[dict]:
+            progress: bool | None = None, stop_after: int | None = None,
+            announce: Callable[[str], None] | None = None) -> list[dict]:
     """Load every config from ``store``; train the missing ones, grouped for :func:`run_many`
-    (``group=False`` trains them one by one) in groups of at most ``max_group``."""
-    from patchinit.results import MissingRunsError
+    (``group=False`` trains them one by one) in groups of at most ``max_group``.
 
-    missing = store.missing(configs)
+    Each config is first given the local data copy's fingerprint (:func:`identify`), so the
+    records are those of this copy.  ``stop_after=E`` asks for exact prefixes: a record with
+    at least E epochs of the config's schedule serves, and missing runs train E epochs.
+    ``announce`` (for example ``print``) is told of each run as it is trained and stored.
+    """
+    from patchinit.results import MissingRunsError, config_key, describe_run
+
+    configs = [identify(c) for c in configs]
+    missing = store.missing(configs, stop_after)
     if missing and not allow_run:
         raise MissingRunsError(missing, command)
+    if missing:
+        store.check_writable()  # before any training, not after it
     for members in groups_of(missing, max_group) if group else [[c] for c in missing]:
         t0 = time.perf_counter()
-        outs = (run_many(members, device=device, progress=progress) if len(members) > 1
-                else [run(members[0], device=device, progress=progress)])
+        outs = (run_many(members, device=device, progress=progress, stop_after=stop_after) if len(members) > 1
+                else [run(members[0], device=device, progress=progress, stop_after=stop_after)])
         wall = time.perf_counter() - t0
         for c, out in zip(members, outs):
             out = dict(out, wall_time_s=round(wall, 3))
             out["extra"] = dict(out.get("extra", {}), trained_together=len(members))
-            store.run_or_load(c, lambda _c, out=out: out, profile=c.get("profile"))
-    return [store.get(c) for c in configs]
+            store.run_or_load(c, lambda _c, out=out: out, profile=c.get("profile"), min_epochs=stop_after)
+            if announce:
+                announce(f"trained {config_key(c)} ({describe_run(c)}) in {wall:.0f} s -> {store.path(c)}")
+    return [store.get(c, stop_after) for c in configs]

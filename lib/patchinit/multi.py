@@ -63,7 +63,7 @@ from torch.func import functional_call
 from tqdm import tqdm
 
 from patchinit.data.pipeline import DeviceBatches
-from patchinit.train import (TrainConfig, TrainResult, autocast, learning_rate, reduced_lr_param, same_numerics,
+from patchinit.train import (TrainConfig, TrainResult, autocast, last_epoch, learning_rate, reduced_lr_param, same_numerics,
                              save_atomic, train)
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,8 @@ def train_many(models: Sequence[nn.Module], train_batches: DeviceBatches, test_b
                cfg: TrainConfig, seeds: Sequence[int], *, progress: bool | None = None,
                topk: int = 5, vmap: bool | None = None,
                checkpoint: str | os.PathLike | None = None,
-               on_epoch: Callable[[list[dict]], None] | None = None) -> list[TrainResult]:
+               on_epoch: Callable[[list[dict]], None] | None = None,
+               stop_after: int | None = None) -> list[TrainResult]:
     """Train ``models`` (one architecture, already initialised) together, in place.
 
     Model ``m`` is trained with data seed ``seeds[m]`` and ends with the parameters
@@ -239,6 +240,7 @@ def train_many(models: Sequence[nn.Module], train_batches: DeviceBatches, test_b
     after each epoch; the loop gives model ``m`` its own file, ``<stem>.m<m><suffix>``.
     ``on_epoch`` is called after each epoch with the new row of every model (the
     stacked step only; the loop passes it to :func:`train` for each model's rows).
+    ``stop_after=E`` stops after epoch E of the schedule, as in :func:`train`.
     """
     models, seeds = list(models), [int(s) for s in seeds]
     if len(seeds) != len(models):
@@ -254,7 +256,7 @@ def train_many(models: Sequence[nn.Module], train_batches: DeviceBatches, test_b
     if not vmap:
         return [train(m, train_batches, test_batches, cfg, seed=s, progress=progress, topk=topk,
                       checkpoint=ckpt.with_name(f"{ckpt.stem}.m{i}{ckpt.suffix}") if ckpt else None,
-                      on_epoch=(lambda row: on_epoch([row])) if on_epoch else None)
+                      on_epoch=(lambda row: on_epoch([row])) if on_epoch else None, stop_after=stop_after)
                 for i, (m, s) in enumerate(zip(models, seeds))]
     for model in models:
         model.to(device)
@@ -271,7 +273,7 @@ def train_many(models: Sequence[nn.Module], train_batches: DeviceBatches, test_b
     n_train = len(train_batches) * train_batches.batch_size if train_batches.drop_last else train_batches.num_examples
     n_test = test_batches.num_examples
     t_start = time.perf_counter()
-    bar = tqdm(range(start_epoch, cfg.epochs), desc=f"train x{len(models)}", leave=False,
+    bar = tqdm(range(start_epoch, last_epoch(cfg, stop_after)), desc=f"train x{len(models)}", leave=False,
                disable=(not progress) if progress is not None else None)
     for epoch in bar:
         t0 = time.perf_counter()

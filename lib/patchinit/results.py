@@ -7,12 +7,20 @@ in it can be traced to its configuration, seed, device, time and commit.
 
 A record holds::
 
-    key, config, profile           what was run
+    key, config, profile           what was run (the config carries the data copy's fingerprint)
+    tier, epochs_run               the evidence tier (:func:`tier_of`) and how many of the
+                                   config's epochs were trained (an exact prefix stops early)
     metrics                        one dict per epoch (test accuracy, loss, ...)
     result                         the summary the book reports (e.g. last-epoch top-1)
     predictions                    final test predictions (compact), for paired tests
     extra                          anything else the run returns (init records, timings)
     wall_time_s, device, torch_version, python_version, git_commit, created
+    git_diff_sha256                only when the tree had uncommitted changes
+
+A run's key is the hash of its config, and a prefix of a run (the same config
+stopped after epoch E of its T) has the same key: a longer record of a config
+supersedes a shorter one, and a shorter one never replaces a longer one.  Reads
+ask for at least ``min_epochs`` epochs (default: all of the config's).
 
 Writes go to a temporary file in the same folder and are moved into place with
 ``os.replace``, which is atomic: a crash never leaves a torn record, an earlier
@@ -22,6 +30,7 @@ the same complete content in place.
 from __future__ import annotations
 
 import base64
+import copy
 import datetime as _dt
 import hashlib
 import json
@@ -43,7 +52,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ResultsStore", "MissingRunsError", "config_key", "canonical_json", "encode_predictions",
-    "decode_predictions", "provenance",
+    "decode_predictions", "provenance", "epochs_run", "tier_of", "TIERS",
 ]
 
 KEY_LENGTH = 20  # hex digits of sha256 kept in file names (80 bits)
@@ -108,19 +117,30 @@ def decode_predictions(enc: Mapping) -> np.ndarray:
 
 
 # -- provenance ------------------------------------------------------------------------
-def _git_commit() -> str:
+def git_state() -> dict:
+    """``git_commit`` of the library's checkout, and ``git_diff_sha256`` (the hash of
+    ``git diff HEAD``) when tracked files have uncommitted changes, so that a record
+    made from a dirty tree still names the exact code.  ``$PATCHINIT_GIT_COMMIT``
+    overrides both (a copy of the tree without its git folder, such as a GPU lease)."""
     env = os.environ.get("PATCHINIT_GIT_COMMIT")
     if env:
-        return env
+        return {"git_commit": env}
     try:
         here = Path(__file__).resolve().parent
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
                              timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
+        if not sha:
+            return {"git_commit": "unknown"}
+        diff = subprocess.run(["git", "diff", "HEAD"], cwd=here, capture_output=True, timeout=20).stdout
+        if not diff:
+            return {"git_commit": sha}
+        return {"git_commit": sha + "-dirty", "git_diff_sha256": hashlib.sha256(diff).hexdigest()}
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return {"git_commit": "unknown"}
+
+
+def _git_commit() -> str:
+    return git_state()["git_commit"]
 
 
 def _device_name(device: str | None) -> str:
@@ -148,21 +168,67 @@ def provenance(device: str | None = None) -> dict:
         "device": _device_name(device),
         "torch_version": torch.__version__,
         "python_version": sys.version.split()[0],
-        "git_commit": _git_commit(),
+        **git_state(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
+# -- evidence tiers ---------------------------------------------------------------------
+#: From strongest to weakest (see the book's claims page): the paper's full protocol; its exact
+#: schedule stopped after epoch E; a complete shorter schedule; the CI smoke profile.
+TIERS = ("exact", "exact-prefix", "scaled", "quick")
+_PROFILE_TIER = {"paper": "exact", "scaled": "scaled", "quick": "quick"}
+
+
+def planned_epochs(config: Mapping) -> int:
+    """The epochs of a config's schedule (``train.epochs``)."""
+    return int(config.get("train", {}).get("epochs", 0))
+
+
+def epochs_run(record: Mapping) -> int:
+    """How many epochs a record trained: its ``epochs_run``, else (older records) its metric rows."""
+    if record.get("epochs_run") is not None:
+        return int(record["epochs_run"])
+    return len(record.get("metrics") or [])
+
+
+def tier_of(record: Mapping) -> str | None:
+    """The evidence tier of a record, from its config's profile and how far it trained."""
+    config = record.get("config", {})
+    profile = config.get("profile", record.get("profile"))
+    if profile is None:
+        return None  # a user's own run, outside the book's profiles
+    tier = _PROFILE_TIER.get(profile)
+    if tier is None:
+        raise ValueError(f"record {record.get('key')} has profile {profile!r}; expected one of {sorted(_PROFILE_TIER)}")
+    if tier == "exact" and epochs_run(record) < planned_epochs(config):
+        return "exact-prefix"
+    return tier
+
+
 # -- the store -------------------------------------------------------------------------
+def describe_run(config: Mapping) -> str:
+    """One short line naming a run: dataset, model, init, prune rate, lr, seed and epochs."""
+    init = config.get("init") or {}
+    patch = init.get("patch")
+    name = init.get("baseline", "?") if not patch else f"patch {patch.get('method', 'A')}"
+    parts = [str(config.get("dataset")), str(config.get("model")), name]
+    if config.get("supermask"):
+        parts.append(f"prune {config['supermask'].get('prune')}")
+    train = config.get("train", {})
+    parts += [f"lr {train.get('lr')}", f"seed {config.get('seed')}", f"{train.get('epochs')} epochs"]
+    return ", ".join(parts)
+
+
 class MissingRunsError(RuntimeError):
     """Raised when a notebook may not train and some runs are not in the store."""
 
     def __init__(self, missing: list[Mapping], command: str | None = None):
         self.missing = missing
         lines = [f"{len(missing)} run(s) are not in the results store:"]
-        lines += [f"  - {config_key(c)}  {canonical_json(c)}" for c in missing[:20]]
-        if len(missing) > 20:
-            lines.append(f"  ... and {len(missing) - 20} more")
+        lines += [f"  - {config_key(c)}  {describe_run(c)}" for c in missing[:50]]
+        if len(missing) > 50:
+            lines.append(f"  ... and {len(missing) - 50} more")
         if command:
             lines.append(f"Produce them with:\n  {command}")
         super().__init__("\n".join(lines))
@@ -182,7 +248,7 @@ class ResultsStore:
         return self.runs_dir / f"{config_key(config)}.json"
 
     # reading
-    def get(self, config: Mapping) -> dict | None:
+    def _read(self, config: Mapping) -> dict | None:
         p = self.path(config)
         if not p.exists():
             return None
@@ -196,8 +262,19 @@ class ResultsStore:
                              "the store is corrupt or was edited by hand")
         return rec
 
+    def get(self, config: Mapping, min_epochs: int | None = None) -> dict | None:
+        """The record of ``config`` if it trained at least ``min_epochs`` epochs (default: all of them)."""
+        rec = self._read(config)
+        need = planned_epochs(config) if min_epochs is None else int(min_epochs)
+        if rec is None or epochs_run(rec) < need:
+            return None
+        return rec
+
+    def has(self, config: Mapping, min_epochs: int | None = None) -> bool:
+        return self.get(config, min_epochs) is not None
+
     def __contains__(self, config: Mapping) -> bool:
-        return self.path(config).exists()
+        return self.has(config)
 
     def records(self) -> Iterable[dict]:
         """Every record in the store (order by file name)."""
@@ -205,16 +282,38 @@ class ResultsStore:
             with open(p) as f:
                 yield json.load(f)
 
-    def missing(self, configs: Iterable[Mapping]) -> list[Mapping]:
-        return [c for c in configs if c not in self]
+    def missing(self, configs: Iterable[Mapping], min_epochs: int | None = None) -> list[Mapping]:
+        """The configs without a record of at least ``min_epochs`` epochs (default: all)."""
+        return [c for c in configs if not self.has(c, min_epochs)]
+
+    def check_writable(self) -> None:
+        """Fail now, before any training, if records cannot be written here."""
+        d = self.runs_dir
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".write-check.", dir=d)
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as e:
+            raise PermissionError(f"the results store {d.resolve()} is not writable ({e.strerror}); no run was "
+                                  "trained. Make it writable, or point PATCHINIT_RESULTS (or results_dir) at a "
+                                  "folder you can write") from e
 
     # writing
     def put(self, record: Mapping) -> Path:
-        """Write a record atomically; returns its path."""
+        """Write a record atomically; returns its path.  A record with fewer epochs than the
+        stored one of the same config is not written (the longer run supersedes it)."""
         if "config" not in record:
             raise ValueError("a record needs a 'config'")
         key = config_key(record["config"])
         rec = dict(record, key=key, config=_plain(record["config"]))
+        rec["epochs_run"] = epochs_run(rec)
+        rec["tier"] = tier_of(rec)
+        old = self._read(rec["config"])
+        if old is not None and epochs_run(old) > rec["epochs_run"]:
+            log.info("kept the stored %s: it has %d epochs, the new record %d", key, epochs_run(old),
+                     rec["epochs_run"])
+            return self.path(rec["config"])
         text = json.dumps(rec, indent=1, sort_keys=True, allow_nan=True)
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         target = self.runs_dir / f"{key}.json"
@@ -234,18 +333,20 @@ class ResultsStore:
         return target
 
     def run_or_load(self, config: Mapping, fn: Callable[[dict], Mapping], *, allow_run: bool = True,
-                    profile: str | None = None, command: str | None = None) -> dict:
-        """Return the stored record of ``config``, or run ``fn(config)`` and store it.
+                    profile: str | None = None, command: str | None = None, min_epochs: int | None = None) -> dict:
+        """Return the stored record of ``config`` (with at least ``min_epochs`` epochs, default all),
+        or run ``fn(config)`` and store it.
 
         ``fn`` returns a mapping with any of ``metrics``, ``result``, ``predictions``
         (an integer array), ``device``, ``extra`` and ``wall_time_s`` (else measured).  With ``allow_run=False`` a
         missing run raises :class:`MissingRunsError` naming it and ``command``.
         """
-        rec = self.get(config)
+        rec = self.get(config, min_epochs)
         if rec is not None:
             return rec
         if not allow_run:
             raise MissingRunsError([config], command)
+        self.check_writable()
         t0 = time.perf_counter()
         out = dict(fn(dict(config)))
         wall = time.perf_counter() - t0
@@ -265,7 +366,34 @@ class ResultsStore:
         if out:
             raise ValueError(f"run function returned unknown fields {sorted(out)}")
         self.put(rec)
-        return rec
+        return self._read(config)
+
+    def rekey(self, transform: Callable[[dict], dict], note: str) -> list[tuple[str, str]]:
+        """Rewrite every record whose config ``transform`` changes under its new key, then remove
+        the old file; the numbers are untouched and ``migrations`` notes the old key and ``note``.
+        Returns (old key, new key) pairs.  A record whose new key is already taken is an error,
+        raised before anything is written."""
+        plan = []
+        for p in sorted(self.runs_dir.glob("*.json")):
+            with open(p) as f:
+                rec = json.load(f)
+            new_config = transform(copy.deepcopy(rec["config"]))
+            if canonical_json(new_config) != canonical_json(rec["config"]):
+                plan.append((p, rec, new_config))
+        new_keys = [config_key(c) for _, _, c in plan]
+        clash = [k for k in new_keys if (self.runs_dir / f"{k}.json").exists()] + \
+                [k for k in set(new_keys) if new_keys.count(k) > 1]
+        if clash:
+            raise ValueError(f"re-keying would overwrite record(s) {sorted(set(clash))}; nothing was changed")
+        done = []
+        for (p, rec, new_config), key in zip(plan, new_keys):
+            old = rec["key"] if rec.get("key") else p.stem
+            migrated = dict(rec, config=new_config,
+                            migrations=[*rec.get("migrations", []), {"from_key": old, "note": note}])
+            self.put(migrated)
+            p.unlink()
+            done.append((old, key))
+        return done
 
     def run_all(self, configs: list[Mapping], fn: Callable[[dict], Mapping], *, allow_run: bool = True,
                 command: str | None = None, profile: str | None = None) -> list[dict]:
@@ -274,4 +402,6 @@ class ResultsStore:
             missing = self.missing(configs)
             if missing:
                 raise MissingRunsError(missing, command)
+        else:
+            self.check_writable()
         return [self.run_or_load(c, fn, allow_run=allow_run, command=command, profile=profile) for c in configs]

@@ -149,6 +149,15 @@ def evaluate(model: nn.Module, batches: DeviceBatches, topk: int = 5, precision:
     return out
 
 
+def last_epoch(cfg: TrainConfig, stop_after: int | None) -> int:
+    """The number of epochs to train: all of the schedule's, or the first ``stop_after``."""
+    if stop_after is None:
+        return cfg.epochs
+    if int(stop_after) < 1:
+        raise ValueError(f"stop_after must be >= 1 epoch (or None for the whole schedule), got {stop_after}")
+    return min(int(stop_after), cfg.epochs)
+
+
 def reduced_lr_param(name: str) -> bool:
     """Whether ``TrainConfig.scalar_lr_factor`` applies to the parameter called ``name``.
 
@@ -191,8 +200,13 @@ def save_atomic(obj, path: Path) -> None:
 
 def train(model: nn.Module, train_batches: DeviceBatches, test_batches: DeviceBatches, cfg: TrainConfig,
           *, seed: int = 0, checkpoint: str | os.PathLike | None = None, progress: bool | None = None,
-          topk: int = 5, on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+          topk: int = 5, on_epoch: Callable[[dict], None] | None = None,
+          stop_after: int | None = None) -> TrainResult:
     """Train ``model`` in place with SGD and return per-epoch test metrics.
+
+    ``stop_after=E`` stops after epoch E of the ``cfg.epochs``-epoch schedule (an
+    *exact prefix*: every epoch until then is the one the full run trains, learning
+    rate included); with a checkpoint, a later call without it trains on to the end.
 
     ``seed`` fixes the data order and augmentation (the model's init is the
     caller's business).  Metrics per epoch: ``epoch``, ``lr``, ``train_loss``,
@@ -220,7 +234,7 @@ def train(model: nn.Module, train_batches: DeviceBatches, test_batches: DeviceBa
         result.metrics, result.diverged_at = state["metrics"], state["diverged_at"]
         log.info("resumed %s at epoch %d", ckpt_path, start_epoch)
 
-    bar = tqdm(range(start_epoch, cfg.epochs), desc="train", leave=False,
+    bar = tqdm(range(start_epoch, last_epoch(cfg, stop_after)), desc="train", leave=False,
                disable=(not progress) if progress is not None else None)
     t_start = time.perf_counter()
     last_eval = None
