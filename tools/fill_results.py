@@ -1,7 +1,7 @@
 """Fill the results store ahead of the chapters: ``python tools/fill_results.py GRID... [options]``.
 
 GRID is one of the method-A MNIST claim grids (mnist-A1, mnist-A3, mnist-A4, mnist-A6, or mnist for every
-MNIST run), cifar10, cifar100, inits, readings, PC, D, tiny, partial (method B) or a-fixup, a-volume,
+MNIST run), b2 and b4 (Conv6 at 50%, Random and PatchesInit, 3 seeds: train them with --prefix), cifar10, cifar100, inits, readings, PC, D, tiny, partial (method B) or a-fixup, a-volume,
 a-resnet18 (method A on CIFAR).  Runs that differ only in seed and init form a group, which trains as one
 stack of models on CUDA (``patchinit.multi.train_many``; at most ``--max-group`` models per stack) and one
 after another on the CPU; ``--one-by-one`` makes every run its own group, so each record lands as soon as
@@ -32,6 +32,8 @@ def _mnist(claims):
 GRIDS = {"mnist": P.method_a_mnist_grid,
          "mnist-A1": _mnist(["A1"]), "mnist-A3": _mnist(["A3"]), "mnist-A4": _mnist(["A4"]),
          "mnist-A6": _mnist(["A6"]),
+         "b2": lambda p: P.method_b_early_grid(p, "cifar10"),
+         "b4": lambda p: P.method_b_early_grid(p, "cifar100"),
          "cifar10": lambda p: P.method_b_accuracy_grid(p, "cifar10"),
          "cifar100": lambda p: P.method_b_accuracy_grid(p, "cifar100"),
          "inits": P.method_b_init_grid,

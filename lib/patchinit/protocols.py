@@ -481,6 +481,19 @@ def method_b_reading_grid(profile: str, models: Sequence[str] = ("conv2", "conv6
     return out
 
 
+# B2 and B4 (Figs. 5.3 and 5.5) are about the first epochs of Conv6 at 50%: the evidence grid trains the
+# paper's exact 100-epoch schedule only up to epoch E (``tools/fill_results.py --prefix E``), with 3 seeds.
+EARLY_SEEDS = (0, 1, 2)
+
+
+def method_b_early_grid(profile: str, dataset: str = "cifar10", seeds: Sequence[int] = EARLY_SEEDS,
+                        inits: Sequence[str] = ("Random", "PatchesInit")) -> list[tuple[dict, dict]]:
+    """B2 (``dataset="cifar10"``) and B4 (``"cifar100"``): Conv6 at 50%, each init and seed."""
+    proto = method_b_cifar(profile, dataset, "conv6", 0.5)
+    return [({"model": "conv6", "prune": 0.5, "init": init, "seed": s}, method_b_init(proto.config(s), init))
+            for init in inits for s in seeds]
+
+
 def method_b_init_grid(profile: str) -> list[tuple[dict, dict]]:
     """Fig. 5.6: PatchesInit against Xavier and Kaiming, normal and uniform, on CIFAR-100."""
     inits = ("PatchesInit", "Xavier normal", "Xavier uniform", "Kaiming normal", "Kaiming uniform")
