@@ -2,6 +2,7 @@
 #   make book   build the book (_build/html) in the quick profile
 #   make test   run the test suite
 # Both create .venv and install the pinned dependencies on first use.
+#   make check-book   open every page of the built book in headless Chromium (tools/check_book.py)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -17,9 +18,9 @@ export PYTHONHASHSEED := 0
 
 NOTEBOOKS := $(wildcard notebooks/*.md)
 
-.PHONY: book test install bench paper clean help
+.PHONY: book test install bench paper clean help check-book
 help:
-	@echo "make book | make test | make bench | make paper NB=notebooks/<name>.md | make clean"
+	@echo "make book | make test | make check-book | make bench | make paper NB=notebooks/<name>.md | make clean"
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,12 +40,17 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --all --keep-going
 	@test -f _build/html/index.html && echo "book: $(abspath _build/html/index.html)"
 
-# One notebook in the paper profile (GPU advised): make paper NB=notebooks/03-mnist-lenet.md
+# needs Debian's chromium (apt-get install chromium); .ci/run installs it
+check-book:
+	$(BIN)/python tools/check_book.py _build/html
+
+# One notebook in the paper profile (GPU advised): make paper NB=notebooks/02-mnist-kaiming.md [DEVICE=cuda] [SEEDS="[0]"]
+# (the notebooks find the results store and book/paper from the repository, so this runs from the root)
 paper: $(STAMP)
 	@test -n "$(NB)" || (echo "usage: make paper NB=notebooks/<name>.md [DEVICE=cuda]"; exit 2)
 	$(BIN)/jupytext --to ipynb --output $(NB:.md=.paper.ipynb) $(NB)
-	cd $(dir $(NB)) && ../$(BIN)/papermill $(notdir $(NB:.md=.paper.ipynb)) $(notdir $(NB:.md=.paper.ipynb)) \
-	  -p profile paper -p allow_training True -p device $(or $(DEVICE),auto)
+	$(BIN)/papermill $(NB:.md=.paper.ipynb) $(NB:.md=.paper.ipynb) \
+	  -p profile paper -p allow_training True -p device $(or $(DEVICE),auto) $(if $(SEEDS),-p seeds "$(SEEDS)")
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

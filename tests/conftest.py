@@ -48,3 +48,47 @@ def _threads():
     """One thread per pytest-xdist worker (two workers share two cores), else two."""
     torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
     yield
+
+
+# -- negative controls for the "it learns" tests --------------------------------------------------
+@pytest.fixture
+def shuffle_training_labels(monkeypatch):
+    """A callable: after it, every run of ``patchinit.experiment`` trains on a fixed permutation of its
+    training labels (images, test set and everything else as they were).  A run that still scores
+    above chance on the test set learned from something other than the labels."""
+    import numpy as np
+
+    from patchinit import experiment as E
+
+    def apply(seed: int = 1):
+        real = E._train_images
+
+        def shuffled(config):
+            images, labels = real(config)
+            return images, np.random.default_rng(seed).permutation(labels)
+
+        monkeypatch.setattr(E, "_train_images", shuffled)
+
+    return apply
+
+
+def untrained_run(config, device: str = "cpu"):
+    """The run of ``config`` with zero optimiser steps: its model as initialised, after the forward
+    passes of every training batch of the schedule (they move batch-norm running statistics, and
+    nothing else), and its test batches.  Returns ``(model, test_batches)``."""
+    from patchinit import experiment as E
+
+    model, _ = E.build_initialised_model(config, device)
+    tr, te = E._batches(config, device)
+    if any(getattr(m, "track_running_stats", False) for m in model.modules()):
+        model.train()
+        with torch.no_grad():
+            for epoch in range(int(config["train"]["epochs"])):
+                for x, _ in tr.epoch(int(config["seed"]), epoch):
+                    model(x)
+    return model, te
+
+
+@pytest.fixture
+def untrained():
+    return untrained_run

@@ -579,6 +579,45 @@ def test_damaged_cache_file_is_redecoded(tmp_path, cache, count_decodes):
     np.testing.assert_array_equal(again.images, first.images)
 
 
+def test_format_version_bump_orphans_old_entries(tmp_path, cache, count_decodes, monkeypatch):
+    """A change in how arrays are decoded (FORMAT_VERSION) misses every entry written before it;
+    the old entry is left in place, and is served again under its own version."""
+    make_tree(tmp_path, "cifar10", ["a", "b"], ["0.png", "1.png"])
+    first = load_dataset("cifar10", "train", root=tmp_path, strict=False)
+    version = cache_mod.FORMAT_VERSION
+    monkeypatch.setattr(cache_mod, "FORMAT_VERSION", version + 1)
+    bumped = load_dataset("cifar10", "train", root=tmp_path, strict=False)
+    assert len(count_decodes) == 2
+    np.testing.assert_array_equal(bumped.images, first.images)
+    metas = sorted(cache.glob("*.meta.json"))
+    assert len(metas) == 2 and sorted(json.loads(p.read_text())["format"] for p in metas) == [version, version + 1]
+    load_dataset("cifar10", "train", root=tmp_path, strict=False)
+    monkeypatch.setattr(cache_mod, "FORMAT_VERSION", version)
+    load_dataset("cifar10", "train", root=tmp_path, strict=False)
+    assert len(count_decodes) == 2  # each version found its own entry
+    # an entry whose metadata names another format is a miss even under the right file name
+    stem = cache_mod.entry_stem("cifar10", first.checksum)
+    meta_path = cache / f"{stem}.meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps(dict(meta, format=version - 1)))
+    load_dataset("cifar10", "train", root=tmp_path, strict=False)
+    assert len(count_decodes) == 3 and json.loads(meta_path.read_text())["format"] == version
+
+
+def test_cache_row_count_mismatch_is_redecoded(tmp_path, cache, count_decodes):
+    """A cache array that loads fine but has another number of rows than its metadata is a miss."""
+    make_tree(tmp_path, "cifar10", ["a", "b"], ["0.png", "1.png"])
+    first = load_dataset("cifar10", "train", root=tmp_path, strict=False)
+    (labels,) = cache.glob("*.train.labels.npy")
+    np.save(labels, np.load(labels)[:-1])  # a valid .npy file, one row short
+    again = load_dataset("cifar10", "train", root=tmp_path, strict=False)
+    assert len(count_decodes) == 2 and len(again) == len(first) == 4
+    np.testing.assert_array_equal(again.labels, first.labels)
+    assert len(np.load(labels)) == 4  # the entry was written again
+    load_dataset("cifar10", "train", root=tmp_path, strict=False)
+    assert len(count_decodes) == 2
+
+
 def test_resolve_cache_dir(tmp_path, monkeypatch):
     monkeypatch.delenv("PATCHINIT_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

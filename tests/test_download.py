@@ -49,6 +49,9 @@ def tiny_mnist_gz(folder: Path) -> None:
             (folder / f"{prefix}-{kind}-ubyte.gz").write_bytes(gzip.compress(header + array.tobytes()))
 
 
+REQUESTS: list[str] = []  # the paths the loopback server was asked for, in order
+
+
 @pytest.fixture
 def server(tmp_path, monkeypatch):
     """Serve ``tmp_path/served`` on 127.0.0.1; yields (folder, base_url)."""
@@ -58,9 +61,15 @@ def server(tmp_path, monkeypatch):
     served = tmp_path / "served"
     served.mkdir()
 
+    REQUESTS.clear()
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
+
+        def do_GET(self):
+            REQUESTS.append(self.path)
+            super().do_GET()
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(served)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -174,3 +183,80 @@ def test_shared_mnist_is_lossless(data_root):
         if not path.exists():
             pytest.skip(f"{path} not present")
         assert hashlib.md5(gzip.decompress(path.read_bytes())).hexdigest() == expected
+
+
+def _dead_port_url() -> str:
+    with socket.socket() as s:  # a loopback port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/"
+
+
+def test_download_falls_back_to_the_next_mirror(tmp_path, server, monkeypatch):
+    """Without base_url the spec's mirrors are tried in order: a refused connection, a 404 and a copy
+    with the wrong MD5 are each passed over, and the first verified copy is kept."""
+    served, url = server
+    archive = tiny_cifar10_tarball(served / "good")
+    (served / "bad").mkdir()
+    (served / "bad" / archive.name).write_bytes(b"a corrupt copy")
+    dead = _dead_port_url()
+
+    def use_mirrors(*mirrors):
+        spec = DownloadSpec(mirrors=mirrors, files=(RemoteFile(archive.name, md5(archive)),))
+        monkeypatch.setitem(dl.DOWNLOADS, "cifar10", spec)
+
+    use_mirrors(dead, url + "missing/", url + "bad/", url + "good/", url + "never/")
+    root = tmp_path / "root"
+    (path,) = dl.download("cifar10", root)
+    assert md5(path) == md5(archive) and sorted(p.name for p in root.iterdir()) == [archive.name]
+    assert REQUESTS == [f"/missing/{archive.name}", f"/bad/{archive.name}", f"/good/{archive.name}"]
+    # when every mirror fails, the error names each one; a bad checksum anywhere makes it a ChecksumError
+    use_mirrors(dead, url + "bad/")
+    with pytest.raises(ChecksumError) as info:
+        dl.download("cifar10", tmp_path / "r2")
+    assert dead in str(info.value) and f"{url}bad/{archive.name}: MD5 {md5(served / 'bad' / archive.name)}" in str(info.value)
+    use_mirrors(dead, url + "missing/")
+    with pytest.raises(DownloadError, match=r"missing/cifar-10-python\.tar\.gz: HTTP Error 404") as info:
+        dl.download("cifar10", tmp_path / "r3")
+    assert not isinstance(info.value, ChecksumError) and dead in str(info.value)
+    assert not (tmp_path / "r2").exists() and not (tmp_path / "r3").exists()
+
+
+def test_published_mnist_checksums_against_the_local_copy(data_root, server, tmp_path):
+    """The published MD5s of ``DOWNLOADS["mnist"]``, not replaced: the local MNIST files are served under
+    their official names and fetched through the real spec (only the mirror is the loopback server).
+
+    A file byte-identical to the official one must pass its published MD5.  A copy that was re-gzipped
+    (as the CI copy is: same decompressed bytes, other gzip framing) must be refused with both MD5s
+    named, and its content must still be the official one (MNIST_RAW_MD5), so that the refusal is the
+    .gz checksum's doing.  (The published values were compared by hand with torchvision's list.)
+    """
+    served, url = server
+    folder = data_root / "mnist"
+    spec = dl.DOWNLOADS["mnist"]
+    paths = {f.filename: folder / f.filename for f in spec.files}
+    if not folder.is_dir() or not all(p.exists() for p in paths.values()):
+        pytest.skip(f"no MNIST .gz files in {folder}")
+    for name, path in paths.items():
+        (served / name).write_bytes(path.read_bytes())
+    official = {f.filename: md5(paths[f.filename]) == f.md5 for f in spec.files}
+    work = tmp_path / "work"
+    work.mkdir()
+    for f in spec.files:
+        if official[f.filename]:
+            tmp = dl._fetch_verified(f, (url,), work, timeout=10)
+            assert tmp.read_bytes() == paths[f.filename].read_bytes()
+            tmp.unlink()
+        else:
+            with pytest.raises(ChecksumError) as info:
+                dl._fetch_verified(f, (url,), work, timeout=10)
+            assert f.md5 in str(info.value) and md5(paths[f.filename]) in str(info.value)
+            raw = gzip.decompress(paths[f.filename].read_bytes())
+            assert hashlib.md5(raw).hexdigest() == MNIST_RAW_MD5[f.filename.removesuffix(".gz")]
+    assert list(work.iterdir()) == []
+    root = tmp_path / "root"
+    if all(official.values()):
+        assert sorted(p.name for p in dl.download("mnist", root, base_url=url)) == sorted(paths)
+    else:
+        with pytest.raises(ChecksumError):
+            dl.download("mnist", root, base_url=url)
+        assert not root.exists()

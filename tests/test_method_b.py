@@ -435,3 +435,34 @@ def test_keep_clusters_records_the_whole_clustering(synthetic):
         extreme = max if rec.criterion == "high" else min
         assert extreme(rec.entropy_selected) == pytest.approx(extreme(kept))
         assert rec.entropy_selected == ref.entropy_selected  # recording changes nothing
+
+
+def test_match_random_std_gives_each_layer_the_baselines_output_std_and_keeps_directions(synthetic):
+    """Our variance-preserving extension: every conv's output std on the probe batch equals the std the
+    Xavier-normal (Random) filters give on the same input; the filters point where eq. 4.2's do."""
+    imgs, labels = synthetic
+    kw = dict(P=3000, C=150, seed=1, mean=(0.5,) * 3, std=(0.25,) * 3, progress=False)
+    torch.set_grad_enabled(False)
+    plain, matched = build_model("conv4", 10), build_model("conv4", 10)  # four convs: scale drifts with depth
+    recs_plain = patches_init_(plain, imgs, labels, **kw)
+    recs = patches_init_(matched, imgs, labels, config=MethodBConfig(match_random_std=True, probe_images=40), **kw)
+    assert all(r.gain is None for r in recs_plain) and all(r.gain > 0 for r in recs)
+    x = torch.from_numpy(((imgs[:40] / 255.0 - 0.5) / 0.25).astype(np.float32)).permute(0, 3, 1, 2)
+    random = baseline_init_(build_model("conv4", 10), "xavier_normal", seed=1)
+    for rec in recs:
+        inp = x if rec.index == 1 else layer_input(matched, rec.layer, x)
+        conv, ref = matched.get_submodule(rec.layer), random.get_submodule(rec.layer)
+        ratio = float(conv(inp).std() / ref(inp).std())
+        # the probe batch is the sampled images, not these 40: equal up to sampling noise
+        assert 0.8 < ratio < 1.25, (rec.layer, ratio)
+        a = plain.get_submodule(rec.layer).weight.reshape(conv.out_channels, -1)
+        b = conv.weight.reshape(conv.out_channels, -1)
+        if rec.index == 1:  # the same patches, so the same directions (later layers see rescaled inputs)
+            torch.testing.assert_close(F.cosine_similarity(a, b, dim=1), torch.ones(len(a)), atol=1e-5, rtol=0)
+    # without matching, the patch filters' output scale drifts from Random's with depth
+    drift = []
+    for rec in recs_plain:
+        inp = x if rec.index == 1 else layer_input(plain, rec.layer, x)
+        drift.append(float(plain.get_submodule(rec.layer)(inp).std() / random.get_submodule(rec.layer)(inp).std()))
+    torch.set_grad_enabled(True)
+    assert max(abs(math.log(d)) for d in drift) > 0.1

@@ -119,22 +119,68 @@ def test_tinyimagenet_protocol_and_grids():
     assert len(resnet18_partial_layers(2)) == 9  # "up to the second block (9 convolutional layers)"
 
 
+def _tiny_imagenet_config(seed=0):
+    """The quick TinyImageNet protocol's ResNet-18 (thesis layout) supermask at 50% with Random weights,
+    shrunk to minutes: a seeded random 2,048 training images, two epochs of 32 batches of 64 (cosine lr
+    from 0.256; the protocol's batches of 256 learn too little in so few steps), scored on a fixed
+    random 1,000 of the validation images."""
+    cfg = P.method_b_init(P.method_b_tinyimagenet("quick", 0.5).config(seed), "Random")
+    return E.variant(cfg, train_subset=2_048, test_subset=1_000,
+                     **{"train.epochs": 2, "train.batch_size": 64, "train.lr": 0.256})
+
+
+@torch.no_grad()
+def _true_class_rank(model, test_batches) -> float:
+    """The mean rank of the true class among the model's 200 scores (0 = first), over the test images.
+
+    Every image counts, not only those whose class makes the top 5: after 32 steps on 200 classes a
+    model's top-5 accuracy is a few points above chance (2.5%) and hard to tell from it, while the true
+    class's rank is already well below chance (99.5, with a standard error of 1.8 on 1,000 images)."""
+    model.eval()
+    ranks = [(logits > logits.gather(1, y[:, None])).sum(1)
+             for logits, y in ((model(x), y) for x, y in test_batches.eval_batches())]
+    return float(torch.cat(ranks).double().mean())
+
+
+def _trained(monkeypatch, config):
+    """``E.run(config)`` on the CPU, and the model it trained."""
+    built = []
+    real = E.build_initialised_model
+    monkeypatch.setattr(E, "build_initialised_model", lambda c, d="cpu": built.append(real(c, d)) or built[-1])
+    out = E.run(config, device="cpu", progress=False)
+    return out, built[0][0]
+
+
+# Measured over seeds ...: the working run's mean true-class rank is ..., the same run on shuffled labels
+# ..., with zero optimiser steps ... (chance 99.5, standard error 1.8).  TINY_LEARNS = ... lies ... standard
+# errors below the best control and ... above the worst working seed.
+TINY_LEARNS = 90.0
+
+
 @pytest.mark.slow
 def test_supermask_resnet18_on_a_tinyimagenet_subset_learns(data_root, monkeypatch):
     monkeypatch.setenv("PATCHINIT_DATA", str(data_root))
-    cfg = P.method_b_init(P.method_b_tinyimagenet("quick", 0.5).config(0), "Random")
-    cfg = E.variant(cfg, train_subset=2_048, test_subset=1_000, **{"train.epochs": 4})
     torch.set_num_threads(2)
-    out = E.run(cfg, device="cpu", progress=False)
-    losses = [m["train_loss"] for m in out["metrics"]]
-    test_losses = [m["test_loss"] for m in out["metrics"]]
-    top5 = [m["test_top5"] for m in out["metrics"]]
-    uniform = math.log(200)  # the loss of predicting every class with probability 1/200
-    # 32 steps on 200 classes: the masks must fit the training images better than a uniform prediction
-    assert losses[0] - losses[-1] > 0.3 and losses[-1] < uniform - 0.15, losses
-    assert all(math.isfinite(v) for v in test_losses), test_losses
-    # and on held-out images, top-5 above chance (2.5%) by two binomial standard errors on 1,000 images
-    # (a seeded run reaches 4.0%; generalisation after 32 steps on 200 classes is slight)
-    assert top5[-1] > 3.5, top5
-    scores = [n for n, p in E.build_initialised_model(cfg)[0].named_parameters() if p.requires_grad]
+    cfg = _tiny_imagenet_config()
+    out, model = _trained(monkeypatch, cfg)
+    assert all(math.isfinite(m["train_loss"]) and math.isfinite(m["test_loss"]) for m in out["metrics"])
+    rank = _true_class_rank(model, E._batches(cfg, "cpu")[1])
+    assert rank < TINY_LEARNS, rank
+    scores = [n for n, p in model.named_parameters() if p.requires_grad]
     assert scores and all(n.endswith("scores") for n in scores)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("control", ["zero optimiser steps", "shuffled labels"])
+def test_supermask_resnet18_negative_controls_stay_near_chance(data_root, monkeypatch, control, untrained,
+                                                               shuffle_training_labels):
+    monkeypatch.setenv("PATCHINIT_DATA", str(data_root))
+    torch.set_num_threads(2)
+    cfg = _tiny_imagenet_config()
+    if control == "zero optimiser steps":
+        model, test_batches = untrained(cfg)  # batch norm's running statistics moved, nothing else
+    else:
+        shuffle_training_labels()
+        model, test_batches = _trained(monkeypatch, cfg)[1], E._batches(cfg, "cpu")[1]
+    rank = _true_class_rank(model, test_batches)
+    assert TINY_LEARNS + 5 < rank < 110, f"{control}: mean rank {rank:.1f}"

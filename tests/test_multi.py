@@ -152,12 +152,28 @@ def test_mismatched_architectures_raise():
 
 
 def test_batchnorm_cannot_be_stacked_but_trains_in_turn():
+    """The loop fallback gives each BatchNorm model exactly what train() gives it alone, running
+    statistics included (its own data order: the statistics of the two models differ)."""
+    torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(144, 3))
     tr, te = _data()
+    cfg = TrainConfig(epochs=1, lr=0.05)
     with pytest.raises(ValueError, match="layer '1' is BatchNorm2d"):
-        train_many([net, copy.deepcopy(net)], tr, te, TrainConfig(epochs=1), [0, 1], vmap=True)
-    results = train_many([net, copy.deepcopy(net)], tr, te, TrainConfig(epochs=1), [0, 1], vmap=False)
-    assert len(results) == 2 and all(math.isfinite(r.final["train_loss"]) for r in results)
+        train_many([net, copy.deepcopy(net)], tr, te, cfg, [0, 1], vmap=True)
+    models = [net, copy.deepcopy(net)]
+    alone = [copy.deepcopy(m) for m in models]
+    results = train_many(models, tr, te, cfg, [0, 1], vmap=False)
+    for model, ref_model, seed, res in zip(models, alone, [0, 1], results):
+        ref = train(ref_model, tr, te, cfg, seed=seed)
+        assert [{k: v for k, v in r.items() if k != "seconds"} for r in res.metrics] == \
+            [{k: v for k, v in r.items() if k != "seconds"} for r in ref.metrics]
+        np.testing.assert_array_equal(res.predictions, ref.predictions)
+        for (name, p), q in zip(model.state_dict().items(), ref_model.state_dict().values()):
+            assert torch.equal(p, q), name
+    bn = [m[1] for m in models]
+    assert all(int(b.num_batches_tracked) == len(tr) for b in bn)
+    assert not torch.equal(bn[0].running_mean, torch.zeros(4))  # the statistics were tracked
+    assert not torch.equal(bn[0].running_mean, bn[1].running_mean)  # each with its own data order
 
 
 def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
@@ -198,8 +214,18 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
             torch.testing.assert_close(p, q, rtol=0, atol=0, equal_nan=True)
     with pytest.raises(ValueError, match="different run"):
         train_many(_toys(), tr, te, cfg, [0, 1, 2], vmap=True, checkpoint=ckpt)
-    # run settings are not part of a run's identity: a compiled resume of the same run is accepted
-    train_many(_toys(), tr, te, dataclasses.replace(cfg, fused=True), SEEDS, vmap=True, checkpoint=ckpt)
+    # run settings are not part of a run's identity: a fused resume of the same, finished run is accepted
+    # and loads the stored results instead of training other weights (fresh _toys() would not diverge)
+    again_models = _toys()
+    again = train_many(again_models, tr, te, dataclasses.replace(cfg, fused=True), SEEDS, vmap=True, checkpoint=ckpt)
+    assert [r.diverged_at for r in again] == [r.diverged_at for r in ref] == [None, 1, None]
+    for a, b in zip(ref, again):
+        assert repr([{k: v for k, v in r.items() if k != "seconds"} for r in a.metrics]) == \
+            repr([{k: v for k, v in r.items() if k != "seconds"} for r in b.metrics])
+        np.testing.assert_array_equal(a.predictions, b.predictions)
+    for m, n in zip(full, again_models):
+        for p, q in zip(m.parameters(), n.parameters()):
+            torch.testing.assert_close(p, q, rtol=0, atol=0, equal_nan=True)
 
 
 def test_the_loop_gives_each_model_its_own_checkpoint(tmp_path):

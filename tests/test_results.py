@@ -1,6 +1,8 @@
 """Results store: stable hashing, atomic writes across a crash, concurrent writers, run_or_load."""
+import json
 import multiprocessing as mp
 import os
+import time
 
 import numpy as np
 import pytest
@@ -118,6 +120,98 @@ def test_concurrent_writers(tmp_path):
     for rec in store.records():  # every file is complete, valid JSON
         assert "config" in rec
     assert store.get({"shared": True})["result"]["rep"] == 19
+
+
+# -- readers alongside writers ------------------------------------------------------------
+READ_CFG = {"shared": "read-while-written"}
+PAD = 200_000  # characters per record: json.dump writes such a record in many pieces
+
+
+class InPlaceStore(ResultsStore):
+    """The broken variant of ``put``: the record is written straight into its final file, which
+    ``open(..., "w")`` first empties.  The reader check below must catch it."""
+
+    def put(self, record):
+        target = self.path(record["config"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "w") as f:
+            json.dump(dict(record, key=config_key(record["config"])), f, indent=1)
+        return target
+
+
+def _record(i: int, rep: int) -> dict:
+    return {"config": READ_CFG, "result": {"writer": i, "rep": rep}, "pad": str(i) * PAD, "end": "complete"}
+
+
+def _rewrite(args):
+    root, i, atomic, seconds = args
+    store = (ResultsStore if atomic else InPlaceStore)(root)
+    stop, rep = time.monotonic() + seconds, 0
+    while time.monotonic() < stop:
+        store.put(_record(i, rep))
+        rep += 1
+    return rep
+
+
+def _torn_reads(pool, root, atomic: bool, seconds: float = 1.0, writers: int = 2) -> tuple[int, int]:
+    """(torn, complete) reads of one record while ``writers`` processes of ``pool`` rewrite it for
+    ``seconds``.  A read is torn when it fails to parse, or parses to anything but one writer's
+    complete record."""
+    store = ResultsStore(root)
+    store.put(_record(9, 0))
+    started = pool.map_async(_rewrite, [(str(root), i, atomic, seconds) for i in range(writers)])
+    torn = complete = 0
+    while not started.ready():
+        try:
+            rec = store.get(READ_CFG, min_epochs=0)
+            ok = rec["end"] == "complete" and rec["pad"] == str(rec["result"]["writer"]) * PAD
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        torn, complete = torn + (not ok), complete + ok
+    assert min(started.get()) > 0, "a writer never wrote"
+    return torn, complete
+
+
+def test_readers_alongside_writers_never_see_a_partial_record(tmp_path):
+    """Readers see one complete record or another, never a torn one: ``put`` writes a temporary file
+    and renames it into place.  The same reader, against a plain in-place write (InPlaceStore), does
+    see torn records, so this check can fail."""
+    with mp.get_context("spawn").Pool(2) as pool:
+        torn, complete = _torn_reads(pool, tmp_path / "atomic", atomic=True)
+        assert torn == 0 and complete > 10, (torn, complete)
+        assert [p.name for p in (tmp_path / "atomic" / "runs").iterdir()] == [f"{config_key(READ_CFG)}.json"]
+        torn, complete = _torn_reads(pool, tmp_path / "in-place", atomic=False)
+        assert torn > 0, f"the in-place control was never seen torn in {complete} reads"
+
+
+def _race(root, barrier, queue):
+    """run_or_load of CFG, with the training held until the other process is training as well."""
+    os.environ["PATCHINIT_GIT_COMMIT"] = "race-test"  # provenance without two `git diff`s of the tree
+
+    def train(cfg):
+        barrier.wait(timeout=60)  # both processes found no record and are training: a real race
+        return {"result": {"pid": os.getpid()}, "metrics": [{"epoch": 1}], "predictions": np.arange(1000) % 7,
+                "extra": {"pad": "x" * PAD}}
+
+    queue.put(ResultsStore(root).run_or_load(CFG, train)["result"]["pid"])
+
+
+def test_two_processes_running_the_same_config_leave_one_valid_record(tmp_path):
+    ctx = mp.get_context("spawn")
+    barrier, queue = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_race, args=(str(tmp_path), barrier, queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    returned = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(60)
+    pids = {p.pid for p in procs}
+    assert [p.exitcode for p in procs] == [0, 0] and set(returned) <= pids  # each got a complete record back
+    files = os.listdir(tmp_path / "runs")
+    assert files == [f"{config_key(CFG)}.json"], files  # exactly one record, no temporary file
+    rec = ResultsStore(tmp_path).get(CFG)
+    assert rec["result"]["pid"] in pids and rec["extra"]["pad"] == "x" * PAD
+    np.testing.assert_array_equal(R.decode_predictions(rec["predictions"]), np.arange(1000) % 7)
 
 
 def test_import_runs_adds_new_records_keeps_stored_ones_and_refuses_bad_files(tmp_path):

@@ -139,6 +139,44 @@ def test_mcnemar():
     assert same.pvalue == 1.0 and same.statistic == 0.0
 
 
+def _right_wrong(a_only: int, b_only: int, both: int = 40, neither: int = 10):
+    """Predictions of two models and the target, with ``a_only`` images only A gets right and
+    ``b_only`` only B (class 0 is right, class 1 wrong)."""
+    a = np.array([0] * both + [0] * a_only + [1] * b_only + [1] * neither)
+    b = np.array([0] * both + [1] * a_only + [0] * b_only + [1] * neither)
+    return a, b, np.zeros_like(a)
+
+
+@pytest.mark.parametrize("a_only, b_only, exact", [(5, 19, True), (6, 19, False), (0, 24, True), (8, 17, False)])
+def test_mcnemar_switches_to_the_chi2_test_at_25_discordant_images(a_only, b_only, exact):
+    """Fewer than 25 discordant images: the exact binomial test, p = 2 P(X <= min) for X ~ Bin(n, 1/2);
+    from 25 on: chi2 with continuity correction, (|b - c| - 1)^2 / (b + c) on 1 df."""
+    a, b, target = _right_wrong(a_only, b_only)
+    n = a_only + b_only
+    res = mcnemar(a, b, target)
+    assert res.exact is exact and (res.a_only, res.b_only, res.n) == (a_only, b_only, len(target))
+    if exact:
+        assert res.statistic == min(a_only, b_only)
+        assert res.pvalue == pytest.approx(min(1.0, 2 * sps.binom.cdf(min(a_only, b_only), n, 0.5)), rel=1e-9)
+    else:
+        chi2 = (abs(a_only - b_only) - 1) ** 2 / n
+        assert res.statistic == pytest.approx(chi2) and res.pvalue == pytest.approx(sps.chi2.sf(chi2, 1), rel=1e-9)
+    # the choice can be forced either way, and then it is the other test's number
+    other = mcnemar(a, b, target, exact=not exact)
+    assert other.exact is (not exact) and other.pvalue != pytest.approx(res.pvalue, rel=1e-3)
+
+
+def test_mcnemar_errors():
+    with pytest.raises(ValueError, match=r"same length; got 3, 3, 2"):
+        mcnemar([0, 1, 1], [0, 1, 0], [0, 1])
+    with pytest.raises(ValueError, match=r"same length; got 2, 3, 3"):
+        mcnemar([0, 1], [0, 1, 0], [0, 1, 1])
+    with pytest.raises(ValueError, match="1-D"):
+        mcnemar([[0, 1]], [[0, 1]], [[0, 1]])
+    with pytest.raises(ValueError, match="integer class indices"):
+        mcnemar([0.5, 1.0], [0, 1], [0, 1])
+
+
 def test_paired_comparison_hand_example():
     a = np.array([91.0, 92.0, 93.0, 94.0, 95.0])
     b = np.array([90.0, 90.0, 90.0, 90.0, 90.0])
@@ -239,3 +277,50 @@ def test_chance_edge():
 
     assert chance_edge(10, 2000) == pytest.approx(10 + 300 * math.sqrt(0.09 / 2000))
     assert chance_edge(200, 1000, z=0) == pytest.approx(0.5)
+
+
+def test_metric_matrix_finals_and_diverged_from_records():
+    from patchinit.analysis import diverged, finals, metric_matrix
+
+    records = [
+        {"metrics": [{"test_acc": 10.0, "test_loss": 2.0}, {"test_acc": 20.0, "test_loss": 1.5},
+                     {"test_acc": 30.0, "test_loss": 1.0}], "result": {"diverged_at": None}},
+        {"metrics": [{"test_acc": 11.0}, {"test_acc": 9.0, "test_loss": float("nan")}],  # stopped early
+         "result": {"diverged_at": 2}},
+        {"metrics": [{"test_acc": 50.0, "test_loss": 0.5}], "result": {}},
+    ]
+    m = metric_matrix(records)
+    assert m.shape == (3, 3)
+    np.testing.assert_array_equal(m, [[10, 20, 30], [11, 9, np.nan], [50, np.nan, np.nan]])
+    loss = metric_matrix(records, "test_loss")
+    np.testing.assert_array_equal(loss, [[2.0, 1.5, 1.0], [np.nan, np.nan, np.nan], [0.5, np.nan, np.nan]])
+    np.testing.assert_array_equal(finals(records), [30.0, 9.0, 50.0])  # each run's own last epoch
+    np.testing.assert_array_equal(finals(records, "test_loss"), [1.0, np.nan, 0.5])
+    np.testing.assert_array_equal(finals(iter(records)), [30.0, 9.0, 50.0])  # any iterable
+    assert diverged(records).tolist() == [False, True, False]
+    assert diverged(records).dtype == bool
+
+
+def test_layer_output_std_hooks_the_named_layers_and_removes_its_hooks():
+    import torch
+    import torch.nn as nn
+
+    from patchinit.analysis import layer_output_std
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(48, 2))
+    x = torch.randn(5, 1, 6, 6)
+    with torch.no_grad():
+        conv = model[0](x)
+        expected = {"0": float(conv.std()), "1": float(conv.relu().std()), "3": float(model(x).std())}
+    out = layer_output_std(model, x, ["0", "1", "3"])
+    assert out.keys() == expected.keys()
+    for name in expected:
+        assert out[name] == pytest.approx(expected[name], rel=1e-6), name
+    assert out["1"] < out["0"]  # the ReLU's output is not the conv's
+    assert all(not m._forward_hooks for m in model.modules())
+    with pytest.raises(RuntimeError):  # a failing forward pass leaves no hook behind either
+        layer_output_std(model, torch.randn(2, 1, 5, 5), ["0"])
+    assert all(not m._forward_hooks for m in model.modules())
+    with pytest.raises(KeyError):
+        layer_output_std(model, x, ["conv9"])

@@ -8,7 +8,7 @@
 #   wheels          install carried wheels (.carry/wheels/*.whl) into .gpu-site, which stays on the machine
 #                   while it is warm: opencv-contrib (selective search, method B) and umap-learn (method A,
 #                   MNIST) are not in the device image
-#   fill GRID...    train the paper profile of tools/fill_results.py's grids, stacked by groups, until
+#   fill GRID...    train the paper profile of python -m patchinit.fill's grids, stacked by groups, until
 #                   STOP_AFTER seconds (default 480); the new records come back as $OUT/runs.tar
 #                   (import them here with: python tools/import_runs.py <files_at>/runs.tar)
 #
@@ -61,7 +61,7 @@ wheels)
 fill)
     start=$(date +%s)
     ls results/runs | sort >/tmp/runs-before.txt
-    timeout 590 "$PY" tools/fill_results.py "$@" --profile paper --device cuda \
+    timeout 590 "$PY" -m patchinit.fill "$@" --profile paper --device cuda \
         --stop-after "${STOP_AFTER:-480}" 2>&1 | tee "$OUT/fill.txt" | tail -40
     ls results/runs | sort | comm -13 /tmp/runs-before.txt - >/tmp/runs-new.txt
     tar -cf "$OUT/runs.tar" -C results/runs -T /tmp/runs-new.txt

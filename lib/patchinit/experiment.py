@@ -274,9 +274,35 @@ def build_initialised_model(config: Mapping, device: str = "cpu") -> tuple[torch
     if config.get("supermask"):
         from patchinit.supermask import to_supermask_
 
+        probe = probe_batch(config)
+        record["output_std_dense"] = _output_stds(model, probe)
         # weights are final now: the supermask freezes them and only learns the scores
         to_supermask_(model, float(config["supermask"]["prune"]), seed=seed)
+        record["output_std"] = _output_stds(model, probe)  # the network that trains, at its initial mask
     return model.to(device), record
+
+
+PROBE_IMAGES = 256
+
+
+def probe_batch(config: Mapping) -> torch.Tensor:
+    """The first PROBE_IMAGES training images of a run, normalised: the batch its init's scale is read on."""
+    images, _ = _train_images(config)
+    mean, std = _normalization(config)
+    x = torch.from_numpy(np.ascontiguousarray(images[:PROBE_IMAGES])).permute(0, 3, 1, 2).float() / 255
+    return (x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+
+
+def _output_stds(model: torch.nn.Module, x: torch.Tensor) -> dict:
+    """Std of every conv's and linear layer's output on ``x`` (a forward-scale record of the init), read on
+    a copy of the model in training mode, so that batch norm normalises with the batch's statistics and
+    the model's own running statistics are untouched."""
+    from patchinit.analysis import layer_output_std
+
+    probe = copy.deepcopy(model).train()
+    names = [n for n, m in probe.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.random.fork_rng(devices=[]):
+        return {k: round(v, 6) for k, v in layer_output_std(probe, x, names).items()}
 
 
 def _batches(config: Mapping, device: str):
@@ -298,15 +324,17 @@ def train_config(config: Mapping, execution: Mapping | None = None) -> TrainConf
 def execution_settings(device: str) -> dict:
     """How a run executes on ``device``, beyond its config: :data:`patchinit.train.EXECUTION_FIELDS`.
 
-    They change only the order of float operations, so they are provenance, not part
-    of a run's identity.  On CUDA: NHWC layout and fused SGD; ``torch.compile`` when
+    They change only the order (or, for TF32, the rounding) of float operations, so they are provenance,
+    recorded in each record's ``extra.execution``, not part of a run's identity.  On CUDA: NHWC layout,
+    fused SGD and TF32 (``PATCHINIT_TF32=0`` turns it off); ``torch.compile`` when
     ``PATCHINIT_COMPILE=1`` (it costs tens of seconds per model up front, so it pays
     for long runs only; ``benchmarks/bench_epoch.py --compile`` measures it).  On the
     CPU all three are off: there they were measured slower, or no faster.
     """
     if torch.device(device).type != "cuda":
-        return {"channels_last": False, "fused": False, "compile": False}
-    return {"channels_last": True, "fused": True, "compile": os.environ.get("PATCHINIT_COMPILE", "0") == "1"}
+        return {"channels_last": False, "fused": False, "compile": False, "tf32": False}
+    return {"channels_last": True, "fused": True, "compile": os.environ.get("PATCHINIT_COMPILE", "0") == "1",
+            "tf32": os.environ.get("PATCHINIT_TF32", "1") == "1"}
 
 
 def _record(result, init_record: dict, execution: Mapping) -> dict:

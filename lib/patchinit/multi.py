@@ -62,6 +62,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from tqdm import tqdm
 
+from patchinit import bars
 from patchinit.data.pipeline import DeviceBatches
 from patchinit.train import (TrainConfig, TrainResult, autocast, last_epoch, learning_rate, reduced_lr_param, same_numerics,
                              save_atomic, train)
@@ -260,6 +261,8 @@ def train_many(models: Sequence[nn.Module], train_batches: DeviceBatches, test_b
                 for i, (m, s) in enumerate(zip(models, seeds))]
     for model in models:
         model.to(device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(cfg.tf32)
     results = [TrainResult() for _ in models]
     active = list(range(len(models)))  # model index of each stack row
     start_epoch, iteration, momentum = 0, 0, None
@@ -274,7 +277,7 @@ def train_many(models: Sequence[nn.Module], train_batches: DeviceBatches, test_b
     n_test = test_batches.num_examples
     t_start = time.perf_counter()
     bar = tqdm(range(start_epoch, last_epoch(cfg, stop_after)), desc=f"train x{len(models)}", leave=False,
-               disable=(not progress) if progress is not None else None)
+               disable=bars.disable(progress))
     for epoch in bar:
         t0 = time.perf_counter()
         for i, res in enumerate(results):

@@ -494,6 +494,30 @@ def method_b_early_grid(profile: str, dataset: str = "cifar10", seeds: Sequence[
             for init in inits for s in seeds]
 
 
+#: Eq. 4.2's readings, and our variance-preserving extension (labelled as ours), for the scaling study.
+SCALING_READINGS = {"fan (a priori)": {"scaling": "fan"}, "neurons": {"scaling": "neurons"},
+                    "channels": {"scaling": "channels"},
+                    "variance-preserving (ours)": {"scaling": "fan", "match_random_std": True}}
+
+
+def method_b_scaling_grid(profile: str = "paper", seeds: Sequence[int] = (0, 1)) -> list[tuple[dict, dict]]:
+    """The method-B scaling study at the exact protocol's first epochs (``--prefix``): Conv6 at 50% on
+    CIFAR-10 with Random and every reading of :data:`SCALING_READINGS`, then Conv2 and Conv4 with
+    Random and the a-priori reading, to see whether depth is what breaks it.  Random and the a-priori
+    reading are the same runs as B2's."""
+    out = []
+    for model in ("conv6", "conv2", "conv4"):
+        proto = method_b_cifar(profile, "cifar10", model, 0.5)
+        readings = SCALING_READINGS if model == "conv6" else {"fan (a priori)": {"scaling": "fan"}}
+        for s in seeds:
+            out.append(({"model": model, "prune": 0.5, "init": "Random", "reading": None, "seed": s},
+                        method_b_init(proto.config(s), "Random")))
+            for name, options in readings.items():
+                out.append(({"model": model, "prune": 0.5, "init": "PatchesInit", "reading": name, "seed": s},
+                            method_b_init(proto.config(s), "PatchesInit", **options)))
+    return out
+
+
 def method_b_init_grid(profile: str) -> list[tuple[dict, dict]]:
     """Fig. 5.6: PatchesInit against Xavier and Kaiming, normal and uniform, on CIFAR-100."""
     inits = ("PatchesInit", "Xavier normal", "Xavier uniform", "Kaiming normal", "Kaiming uniform")
@@ -584,3 +608,60 @@ def paper_command(notebook: str, device: str = "cuda") -> str:
     return (f"make paper NB={nb}.md DEVICE={device}\n  which runs: jupytext --to ipynb --output {nb}.paper.ipynb "
             f"{nb}.md && cd notebooks && papermill {notebook}.paper.ipynb {notebook}.paper.ipynb "
             f"-p profile paper -p allow_training True -p device {device}")
+
+
+# ------------------------------------------------------------------ the evidence profile
+# What the CPU can afford, tier by tier (see the book's claims page): the paper's exact protocol where it is
+# cheap (MNIST), its exact schedule stopped after epoch E for claims about early training, and complete but
+# shorter schedules ("scaled") for claims about final accuracy.  ``tools/fill_results.py GRID --prefix E`` fills
+# an exact-prefix row; ``benchmarks/bench_evidence.py`` projects and tallies their CPU-hours.
+
+#: B1 at the scaled tier: Conv2/4/6 at 30/50/70% on the full 50k training set, the thesis's solver with the
+#: cosine schedule completed in this many epochs, scored on the full 10k test set (McNemar per cell).
+SCALED_B1_EPOCHS = 10
+
+
+def method_b_scaled_grid(profile: str = "scaled", epochs: int = SCALED_B1_EPOCHS,
+                         prunes: Sequence[float] = (0.3, 0.5, 0.7)) -> list[tuple[dict, dict]]:
+    """B1, scaled: every model at ``prunes``, Random and PatchesInit, seed 0, ``epochs`` epochs of a complete
+    cosine schedule on the full training set (``profile`` is recorded as "scaled")."""
+    out = []
+    for model in METHOD_B_MODELS:
+        for prune in prunes:
+            proto = method_b_cifar("paper", "cifar10", model, prune)
+            for init in ("Random", "PatchesInit"):
+                cfg = method_b_init(proto.config(0), init)
+                cfg["profile"] = "scaled"
+                cfg["train"]["epochs"] = int(epochs)
+                out.append(({"model": model, "prune": prune, "init": init, "seed": 0}, cfg))
+    return out
+
+
+def _mnist_claim(claim: str, inits: Sequence[str] | None = None):
+    def grid():
+        rows = [(r, c) for r, c in method_a_mnist_grid("paper") if claim in mnist_claims_of(r)]
+        return [(r, c) for r, c in rows if inits is None or r["init"] in inits]
+    return grid
+
+
+def _fixup_prefix(lr: float, cases: Sequence[str | None]):
+    def grid():
+        return [(r, c) for r, c in method_a_cifar_grid("paper", ("cifar10",), (lr,), cases)]
+    return grid
+
+
+#: (chapter, tier, grid, epochs of an exact prefix or None), in the order they are worth filling.
+EVIDENCE = (
+    ("02 MNIST (A1)", "exact", _mnist_claim("A1", ("patch", "Kaiming U", "Kaiming N")), None),
+    ("03 MNIST robustness (A3)", "exact", _mnist_claim("A3", ("patch", "Kaiming U")), None),
+    ("03 MNIST robustness (A6)", "exact", _mnist_claim("A6", ("patch", "patch (conv1 + conv2, activations)")), None),
+    ("03 MNIST robustness (A4)", "exact", _mnist_claim("A4", ("patch", "Kaiming U")), None),
+    ("05 CIFAR-10 supermasks (B2, epoch 1)", "exact-prefix", lambda: method_b_early_grid("paper", "cifar10"), 1),
+    ("05 scaling study (B2 readings)", "exact-prefix", lambda: method_b_scaling_grid("paper"), 1),
+    ("06 CIFAR-100 supermasks (B4)", "exact-prefix", lambda: method_b_early_grid("paper", "cifar100"), 1),
+    ("05 CIFAR-10 supermasks (B2, epochs 1-5)", "exact-prefix", lambda: method_b_early_grid("paper", "cifar10"), 5),
+    ("10 CIFAR-10 Fixup (A5, epoch 10)", "exact-prefix", _fixup_prefix(1e-3, (None, "a")), 10),
+    ("11 deeper layers (A7 part 3, epoch 5)", "exact-prefix", _fixup_prefix(0.1, (None, "c", "d")), 5),
+    ("12 ResNet-18 (A10, epoch 5)", "exact-prefix", lambda: method_a_resnet18_grid("paper", (1e-3,)), 5),
+    ("05 CIFAR-10 supermasks (B1)", "scaled", method_b_scaled_grid, None),
+)

@@ -121,10 +121,12 @@ def git_state() -> dict:
     """``git_commit`` of the library's checkout, and ``git_diff_sha256`` (the hash of
     ``git diff HEAD``) when tracked files have uncommitted changes, so that a record
     made from a dirty tree still names the exact code.  ``$PATCHINIT_GIT_COMMIT``
-    overrides both (a copy of the tree without its git folder, such as a GPU lease)."""
+    and ``$PATCHINIT_GIT_DIFF_SHA256`` override them (a copy of the tree without its git folder, such
+    as a GPU lease, or a long fill that pins the state it started from)."""
     env = os.environ.get("PATCHINIT_GIT_COMMIT")
     if env:
-        return {"git_commit": env}
+        diff = os.environ.get("PATCHINIT_GIT_DIFF_SHA256")
+        return {"git_commit": env, **({"git_diff_sha256": diff} if diff else {})}
     try:
         here = Path(__file__).resolve().parent
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,

@@ -34,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from patchinit import bars
 from patchinit.data.pipeline import DeviceBatches
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class TrainConfig:
     channels_last: bool = False
     fused: bool = False
     compile: bool = False
+    tf32: bool = False  # CUDA: TF32 tensor cores for float32 matmuls and convolutions (an execution setting)
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -90,7 +92,7 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
-EXECUTION_FIELDS = ("channels_last", "fused", "compile")
+EXECUTION_FIELDS = ("channels_last", "fused", "compile", "tf32")
 
 
 def numerics(cfg: TrainConfig) -> dict:
@@ -214,6 +216,8 @@ def train(model: nn.Module, train_batches: DeviceBatches, test_batches: DeviceBa
     """
     device = train_batches.device
     model.to(device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(cfg.tf32)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     groups = _param_groups(model, cfg)
@@ -235,7 +239,7 @@ def train(model: nn.Module, train_batches: DeviceBatches, test_batches: DeviceBa
         log.info("resumed %s at epoch %d", ckpt_path, start_epoch)
 
     bar = tqdm(range(start_epoch, last_epoch(cfg, stop_after)), desc="train", leave=False,
-               disable=(not progress) if progress is not None else None)
+               disable=bars.disable(progress))
     t_start = time.perf_counter()
     last_eval = None
     for epoch in bar:

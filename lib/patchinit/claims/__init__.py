@@ -36,6 +36,13 @@ CLAIMS = {
 }
 
 
+def verdict(store, claim: str, frame=None) -> Verdict:
+    """The verdict a chapter shows for ``claim`` (see :func:`patchinit.claims.sources.verdict`)."""
+    from patchinit.claims.sources import verdict as _verdict
+
+    return _verdict(store, claim, frame)
+
+
 def dashboard(store):
     """One row per claim: verdict, tier and its size, the paper beside ours, and the chapter."""
     import pandas as pd
@@ -60,7 +67,7 @@ def _parts(v: Verdict) -> str:
     return f"{tested} of {len(v.parts)}"
 
 
-__all__ = ["CLAIMS", "VERDICTS", "Evidence", "Gap", "Verdict", "dashboard", "runs_frame", "arm", "at_chance", "at_epoch",
+__all__ = ["CLAIMS", "VERDICTS", "Evidence", "Gap", "Verdict", "dashboard", "verdict", "runs_frame", "arm", "at_chance", "at_epoch",
            "chance_edge", "curve_matrix", "gap", "pooled", "mean_low_lr_gap",
            "a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9", "a10", "a11",
            "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9", "b10"]

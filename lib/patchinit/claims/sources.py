@@ -159,11 +159,18 @@ def judge(store, claim: str) -> Verdict:
     source, frame = frame_for(store, claim)
     if frame is None:
         return Verdict(claim, "inconclusive", "", "no complete set of runs in the store", Evidence(None))
+    return apply(claim, frame, store, epoch=source.min_epochs)
+
+
+def apply(claim: str, frame, store=None, epoch: int | None = None) -> Verdict:
+    """``claim``'s rule on ``frame``; A4 and A5 compare with A3's gap (from ``store``), B6 reads the
+    init times and B7 the entropies of the PC-ablation runs in ``frame``."""
+    if claim == "A11":
+        return A.a11()
+    f3 = frame_for(store, "A3")[1] if store is not None and claim in ("A4", "A5") else None
     if claim == "A4":
-        _, f3 = frame_for(store, "A3")
         return A.a4(frame, A.mean_low_lr_gap(f3) if f3 is not None else None)
     if claim == "A5":
-        _, f3 = frame_for(store, "A3")
         gap3 = None
         if f3 is not None and len(f3[f3["lr"] == 1e-3]):
             gap3 = A.gap(f3[(f3["lr"] == 1e-3) & (f3["init"] == "Kaiming U")],
@@ -172,8 +179,27 @@ def judge(store, claim: str) -> Verdict:
     if claim == "B6":
         return B.b6(frame, pc_timing(frame))
     if claim == "B7":
-        return B.b7(entropy_of(frame), num_classes=int(frame["num_classes"].iloc[0]))
+        v = B.b7(entropy_of(frame), num_classes=int(frame["num_classes"].iloc[0]))
+        from patchinit.claims.evidence import evidence_of
+
+        # the entropies are measured on the inits of these runs: their tier is the verdict's
+        return Verdict(v.claim, v.verdict, v.paper, v.ours, evidence_of(frame), v.test, v.p, v.ci, v.parts, v.note)
     if claim in ("B2", "B4"):
-        return getattr(B, claim.lower())(frame, epoch=source.min_epochs or 1)
+        return getattr(B, claim.lower())(frame, epoch=epoch or 1)
     rule = getattr(A if claim.startswith("A") else B, claim.lower())
     return rule(frame)
+
+
+def verdict(store, claim: str, frame=None) -> Verdict:
+    """What a chapter shows for ``claim``: the rule on the chapter's own ``frame`` when its runs are of a
+    tier at least as strong as the strongest complete in the store, else the store's strongest."""
+    from patchinit.results import TIERS
+
+    best = judge(store, claim)
+    if frame is None or len(frame) == 0:
+        return best
+    mine = apply(claim, frame, store)
+    rank = {t: i for i, t in enumerate(TIERS)}
+    if best.tier is None or (mine.tier is not None and rank[mine.tier] <= rank[best.tier]):
+        return mine
+    return best

@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from patchinit import bars
+
 from .archives import FileTable
 from .errors import CorruptDataError, LayoutError
 
@@ -80,7 +82,7 @@ def decode_images(
 
     starts = range(0, len(names), _CHUNK)
     n_workers = workers or default_workers()
-    with tqdm(total=len(names), desc=desc, unit="img", disable=None, leave=False) as bar:
+    with tqdm(total=len(names), desc=desc, unit="img", disable=bars.disable(None), leave=False) as bar:
         if n_workers == 1:
             for s in starts:
                 bar.update(work(s))

@@ -61,7 +61,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from patchinit import cluster
+from patchinit import bars, cluster
 from patchinit.data.datasets import channel_stats
 from patchinit.init.patch import patch_init_
 from patchinit.patches import (PatchSet, as_image_array, as_rng, filter_informative, grid_patches,
@@ -98,7 +98,7 @@ class MethodAOptions:
     mean: tuple | None = None       # per-channel, in [0, 1] units; None: measured
     std: tuple | None = None
     seed: int = 0
-    progress: bool = True
+    progress: bool | None = None   # None: bars on a terminal (patchinit.bars)
 
     def __post_init__(self):
         for name, value, allowed in (("source", self.source, SOURCES),
@@ -324,7 +324,7 @@ def method_a_patterns(images, filter_shape, **options) -> MethodAResult:
 
 # --------------------------------------------------------- activation route
 def batched_layer_input(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int = 512,
-                        progress: bool = True, batch_norm: str = "batch") -> np.ndarray:
+                        progress: bool | None = None, batch_norm: str = "batch") -> np.ndarray:
     """The maps ``model`` feeds into ``layer`` for inputs ``x``, in batches: ``(N, C, H, W)`` float32.
 
     Each batch goes through :func:`patchinit.patches.activations.layer_input`
@@ -335,7 +335,7 @@ def batched_layer_input(model: nn.Module, layer: str, x: torch.Tensor, batch_siz
     device = next(model.parameters()).device
     maps = []
     for start in tqdm(range(0, x.shape[0], batch_size), desc=f"maps into {layer}",
-                      disable=not progress, leave=False):
+                      disable=bars.disable(progress), leave=False):
         maps.append(layer_input(model, layer, x[start:start + batch_size].to(device),
                                 batch_norm=batch_norm).float().cpu())
     return torch.cat(maps).numpy()
@@ -443,11 +443,14 @@ def method_a_init_(model: nn.Module, layer: str = "conv1", images=None, *,
     if first and conv.in_channels != imgs.shape[-1]:
         raise ValueError(f"{layer!r} is the first conv layer and takes {conv.in_channels} channels, "
                          f"but the images have {imgs.shape[-1]}")
-    if first or deep_mapping == "volume":
-        result = method_a_patterns(imgs, tuple(conv.weight.shape), **options)
-        result.layer = layer
-    else:
-        result = method_a_activation_patterns(model, layer, imgs, **options)
+    try:
+        if first or deep_mapping == "volume":
+            result = method_a_patterns(imgs, tuple(conv.weight.shape), **options)
+            result.layer = layer
+        else:
+            result = method_a_activation_patterns(model, layer, imgs, **options)
+    except ValueError as e:  # name the layer: "cannot form k=64 clusters from 40 points" alone does not
+        raise ValueError(f"layer {layer!r} ({conv.out_channels} filters): {e}") from e
     patch_init_(conv, result.patterns, scale=scale)
     result.scale = float(scale)
     return result

@@ -91,7 +91,7 @@ import torch.nn as nn
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from patchinit import cluster
+from patchinit import bars, cluster
 from patchinit.init.baselines import baseline_init_
 from patchinit.init.patch import patch_init_
 from patchinit.patches.activations import concat_patchsets, conv_window, layer_input, window_patches
@@ -102,7 +102,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["MethodBConfig", "LayerRecord", "PatternChoice", "patches_init_", "partial_patches_init_",
            "partial_options", "choose_patterns",
-           "LayerClusters", "scale_patterns", "xavier_counts", "conv_map_sizes", "criteria", "STAGES", "SCALINGS"]
+           "LayerClusters", "scale_patterns", "xavier_counts", "matching_gain", "conv_map_sizes", "criteria", "STAGES", "SCALINGS"]
 
 SCALINGS = ("fan", "channels", "neurons")
 STAGES = ("selective_search", "patch_sampling", "activation_forward", "pca", "kmeans", "selection")
@@ -125,6 +125,11 @@ class MethodBConfig:
     degenerate_tol: float = 1e-6    # sigma at or below this counts as a constant pattern
     blas_threads: int | None = None  # cap BLAS/OpenMP threads in PCA and k-means (None: library default)
     keep_clusters: bool = False     # keep every patch's cluster and class in the records (LayerClusters)
+    # Our extension, not the thesis's: after eq. 4.2, rescale each layer's patch filters so that its output
+    # std on a batch of training images equals the std the baseline (Random) filters give on the same input
+    # (the idea of LSUV, Mishkin & Matas 2016).  The patterns keep their directions; only their scale changes.
+    match_random_std: bool = False
+    probe_images: int = 256         # images in the batch that match_random_std measures on
 
     def __post_init__(self):
         if self.scaling not in SCALINGS:
@@ -171,6 +176,7 @@ class LayerRecord:
     per_image: int | None = None  # set where a small map gave fewer windows per image than config.per_image
     times: dict[str, float] = field(default_factory=dict)  # seconds per stage (STAGES)
     clusters: "LayerClusters | None" = None  # with config.keep_clusters: the full clustering
+    gain: float | None = None     # match_random_std: the factor applied to the eq. 4.2 filters
 
     @property
     def total_time(self) -> float:
@@ -189,6 +195,19 @@ class LayerRecord:
 
 
 # ----------------------------------------------------------------- scaling
+@torch.no_grad()
+def matching_gain(conv: nn.Conv2d, x: torch.Tensor, baseline: torch.Tensor, patterns: torch.Tensor) -> float:
+    """The factor that gives filters ``patterns`` the output std that ``baseline`` filters (the same
+    rows of the layer) give on input ``x``: std(conv_baseline(x)) / std(conv_patterns(x))."""
+    def out_std(w):
+        return float(torch.nn.functional.conv2d(x, w, None, conv.stride, conv.padding, conv.dilation, conv.groups).std())
+
+    target, current = out_std(baseline), out_std(patterns)
+    if not (current > 0 and math.isfinite(current)):
+        raise ValueError(f"cannot match the baseline's output std: the patch filters give std {current} on the probe batch")
+    return target / current
+
+
 def xavier_counts(conv: nn.Conv2d, scaling: str = "fan",
                   maps: tuple[tuple[int, int], tuple[int, int]] | None = None) -> tuple[int, int]:
     """``(n_{l-1}, n_{l+1})`` of the thesis's eq. 4.2 for ``conv`` (module docstring).
@@ -424,6 +443,14 @@ class _PatchSource:
         return [layer_input(self.model, name, self.norm.images(self.imgs[r], self.device), batch_norm="batch")
                 for r in batches]
 
+    @torch.no_grad()
+    def probe(self, name: str, index: int) -> torch.Tensor:
+        """The input of conv ``name`` for the first ``config.probe_images`` sampled images, through the
+        layers initialised so far (for ``match_random_std``)."""
+        rows = self.rows[:self.cfg.probe_images]
+        x = self.norm.images(self.imgs[rows], self.device)
+        return x if index == 1 else layer_input(self.model, name, x, batch_norm="batch")
+
     def _trim(self, ps: PatchSet) -> PatchSet:
         return ps.select(np.arange(self.n_patches)) if len(ps) > self.n_patches else ps
 
@@ -470,6 +497,16 @@ def choose_patterns(patches, classes, n_filters: int, n_clusters: int, criterion
     simple = criterion == "simple"
     times: dict[str, float] = {}
 
+    flat = arr.reshape(arr.shape[0], -1)
+    if arr.shape[0] and float(np.ptp(flat, axis=0).max(initial=0.0)) <= cfg.degenerate_tol:
+        # every patch is the same (blank images, or a layer whose inputs are all zero): nothing to reduce or
+        # cluster, and PCA would divide by a total variance of 0; one constant cluster, no usable pattern
+        labels = np.zeros(arr.shape[0], dtype=np.int64)
+        entropy = cluster.cluster_entropy(labels, classes, n_clusters)
+        kept = cluster.drop_small_clusters(labels, n_clusters, 1 if simple else cfg.min_cluster_size)
+        return PatternChoice(arr[:0], np.zeros(0, dtype=np.int64), np.zeros(0), int(n_clusters), int(kept.size),
+                             int(kept.size), {"pca": 0.0, "kmeans": 0.0, "selection": 0.0}, labels=labels,
+                             entropy_all=entropy, kept=kept)
     with threadpool_limits(cfg.blas_threads):
         t0 = time.perf_counter()
         n_comp = min(cfg.n_components, int(np.prod(arr.shape[1:])))
@@ -508,19 +545,37 @@ def _init_layer(source: _PatchSource, index, name, conv, criterion, labs, n_clus
     n_patches = source.n_patches
     n_filters = conv.out_channels
     k = n_filters if criterion == "simple" else n_clusters
-    choice = choose_patterns(ps, labs[ps.image_index], n_filters, k, criterion, cfg, choice_seed)
+    what = f"layer {index} ({name!r})"
+    if k > len(ps):
+        n_img = int(np.unique(ps.image_index).size)
+        raise ValueError(
+            f"{what}: cannot form {'its ' + str(k) + ' SimpleInit' if criterion == 'simple' else 'C=' + str(k)} "
+            f"clusters from {len(ps)} patches (P={n_patches} asked; {n_img} images gave {len(ps)}); "
+            + ("lower C, or raise P and give more images" if criterion != "simple" else "raise P or give more images"))
+    try:
+        choice = choose_patterns(ps, labs[ps.image_index], n_filters, k, criterion, cfg, choice_seed)
+    except ValueError as e:
+        raise ValueError(f"{what}: {e}") from e
     n_take = len(choice.clusters)
     if n_take < n_filters and cfg.shortfall == "raise":
+        blank = (" Every patch of this layer is the same: are the images blank (all one value)?"
+                 if n_take == 0 and choice.n_kept <= 1 and choice.n_degenerate == choice.n_kept else "")
         raise ValueError(
-            f"layer {index} ({name!r}) has {n_filters} filters but only {n_take} usable clusters from "
+            f"{what} has {n_filters} filters but only {n_take} usable clusters from "
             f"P={n_patches} patches and C={k} clusters ({choice.n_kept} with enough patches, "
             f"{choice.n_degenerate} with a constant pattern); raise C or P, or pass "
-            f"config=MethodBConfig(shortfall='baseline') to keep baseline filters")
+            f"config=MethodBConfig(shortfall='baseline') to keep baseline filters.{blank}")
     t0 = time.perf_counter()
+    gain = None
     if n_take:
         filters = scale_patterns(choice.patterns, *xavier_counts(conv, cfg.scaling, maps))
         weight = conv.weight.detach().clone()  # rows past n_take keep their baseline values
-        weight[:n_take] = torch.from_numpy(filters).to(weight.device, weight.dtype)
+        new = torch.from_numpy(filters).to(weight.device, weight.dtype)
+        if cfg.match_random_std:
+            x = source.probe(name, index)
+            gain = matching_gain(conv, x, weight[:n_take], new)
+            new = new * gain
+        weight[:n_take] = new
         patch_init_(conv, weight)
     times.update(choice.times)
     times["selection"] += time.perf_counter() - t0
@@ -538,7 +593,7 @@ def _init_layer(source: _PatchSource, index, name, conv, criterion, labs, n_clus
         n_clusters_kept=choice.n_kept, n_degenerate=choice.n_degenerate, n_selected=n_take,
         n_baseline_filters=n_filters - n_take,
         mean_entropy_selected=float(np.mean(ent)) if ent else None,
-        entropy_selected=ent, times=times, clusters=clusters, **extra)
+        entropy_selected=ent, times=times, clusters=clusters, gain=gain, **extra)
 
 
 # --------------------------------------------------------------------- entry
@@ -546,7 +601,7 @@ def patches_init_(model: nn.Module, images, labels, P: int = 50_000, C: int = 50
                   seed: int = 0, simple: bool = False, baseline: str = "xavier_normal", *,
                   mean=None, std=None, layers: Sequence[str] | None = None,
                   config: MethodBConfig | None = None, workers: int | None = None,
-                  progress: bool = True) -> list[LayerRecord]:
+                  progress: bool | None = None) -> list[LayerRecord]:
     """Initialise ``model``'s conv layers in place with PatchesInit; return one record per layer.
 
     ``images`` uint8 ``(N, H, W, C)`` and ``labels`` ``(N,)`` are the training set
@@ -578,7 +633,7 @@ def patches_init_(model: nn.Module, images, labels, P: int = 50_000, C: int = 50
             if cfg.scaling == "neurons" else {})
     records = []
     bar = tqdm(list(zip(convs, kinds)), desc="SimpleInit" if simple else "PatchesInit", unit="layer",
-               disable=not progress)
+               disable=bars.disable(progress))
     for index, ((name, conv), kind) in enumerate(bar, start=1):
         bar.set_postfix_str(name)
         rec = _init_layer(source, index, name, conv, kind, labs, int(C), cfg, seed, maps.get(name))

@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from patchinit import bars
 from patchinit.patches.base import PatchSet, as_rng, cut_patches
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def concat_patchsets(parts: list[PatchSet]) -> PatchSet:
 
 
 def activation_patches(model: nn.Module, layer_name: str, inputs: torch.Tensor, per_image: int, seed,
-                       image_index=None, batch_size: int = 500, progress: bool = True) -> ActivationSampling:
+                       image_index=None, batch_size: int = 500, progress: bool | None = None) -> ActivationSampling:
     """``per_image`` distinct windows of layer ``layer_name``'s input, for every input image.
 
     ``inputs`` is a float ``(N, C, H, W)`` tensor already prepared as the model
@@ -166,7 +167,7 @@ def activation_patches(model: nn.Module, layer_name: str, inputs: torch.Tensor, 
     parts: list[PatchSet] = []
     map_shape = None
     for start in tqdm(range(0, n, batch_size), desc=f"activations {layer_name}", unit="batch",
-                      disable=not progress, leave=False):
+                      disable=bars.disable(progress), leave=False):
         maps = layer_input(model, layer_name, inputs[start:start + batch_size])
         map_shape = tuple(maps.shape[1:])
         parts.append(window_patches(maps, size, padding, per_image, rng, rows[start:start + batch_size]))

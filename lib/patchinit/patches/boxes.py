@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from patchinit import bars
 from patchinit.patches.base import PatchSet, as_image_array, as_rng, cut_patches
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def _opencv_threads(n: int):
 
 
 def selective_search_many(images, indices=None, max_fraction: float = 0.5, workers: int | None = None,
-                          fast: bool = True, progress: bool = True) -> list[np.ndarray]:
+                          fast: bool = True, progress: bool | None = None) -> list[np.ndarray]:
     """Kept boxes of ``images[i]`` for each ``i`` in ``indices`` (all images if None).
 
     Runs only on the images asked for (selective search is the costly step), on
@@ -117,7 +118,7 @@ def selective_search_many(images, indices=None, max_fraction: float = 0.5, worke
     def one(i):
         return selective_search_boxes(imgs[i], max_fraction, fast)
 
-    bar = tqdm(total=len(idx), desc="selective search", unit="img", disable=not progress, leave=False)
+    bar = tqdm(total=len(idx), desc="selective search", unit="img", disable=bars.disable(progress), leave=False)
     out: list[np.ndarray] = []
     with _opencv_threads(1):
         if workers == 1:

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from patchinit import bars
 from patchinit.patches.base import PatchSet, as_image_array, cut_patches
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def clamped_top_left(centres: np.ndarray, size: int, height: int, width: int) ->
 def sift_patches(images, size: int = 15, max_keypoints: int | None = None, *,
                  upscale: float = 1.0, contrast_threshold: float = 0.04,
                  edge_threshold: float = 10, n_octave_layers: int = 3, sigma: float = 1.6,
-                 unique: bool = True, progress: bool = True) -> tuple[PatchSet, np.ndarray]:
+                 unique: bool = True, progress: bool | None = None) -> tuple[PatchSet, np.ndarray]:
     """``size x size`` patches around SIFT keypoints of every image.
 
     Returns the patch set (uint8, channels first, with ``image_index`` and the
@@ -101,7 +102,7 @@ def sift_patches(images, size: int = 15, max_keypoints: int | None = None, *,
         raise ValueError(f"upscale must be > 0, got {upscale}")
     detector = make_sift(contrast_threshold, edge_threshold, n_octave_layers, sigma)
     index, corners, empty = [], [], []
-    for i in tqdm(range(n), desc="SIFT keypoints", disable=not progress, leave=False):
+    for i in tqdm(range(n), desc="SIFT keypoints", disable=bars.disable(progress), leave=False):
         centres = keypoint_centres(imgs[i], detector, upscale, max_keypoints)
         if centres.shape[0] == 0:
             empty.append(i)
