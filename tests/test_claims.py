@@ -446,3 +446,13 @@ def test_verdict_box_never_prints_none_and_names_its_tier():
     assert not quick.stated() and "not evidence" in quick._repr_markdown_()
     with pytest.raises(ValueError, match="verdict must be one of"):
         C.Verdict("X", "maybe", "", "", C.Evidence("exact"))
+
+
+def test_a1_leaves_out_a_diverged_seed_and_says_so():
+    f = a1_frame()
+    i = f.index[(f.init == "Kaiming N") & (f.seed == 0)][0]
+    f.at[i, "diverged"] = True
+    f.at[i, "acc"] = 9.74
+    f.at[i, "curve_test_acc"] = np.full(20, 9.74)
+    v = C.a1(f)
+    assert v.verdict == "confirmed" and "Kaiming N diverged in 1 of 5 seeds" in v.note

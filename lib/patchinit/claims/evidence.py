@@ -172,11 +172,16 @@ class Gap:
         return (f"{label_b} − {label_a} = {self.diff:+.2f} points (95% CI {lo:+.2f} to {hi:+.2f}; {how})")
 
 
-def gap(a, b, metric: str = "acc", min_seeds: int = 3) -> Gap:
-    """``b − a`` between two arms (frames of runs), paired by seed (see the module docstring)."""
+def gap(a, b, metric: str = "acc", min_seeds: int = 3, drop_diverged: bool = False) -> Gap:
+    """``b − a`` between two arms (frames of runs), paired by seed (see the module docstring).
+    ``drop_diverged`` leaves out the seed pairs in which either run diverged."""
     if len(a) == 0 or len(b) == 0:
         raise ValueError("both arms need at least one run")
     pairs = _pairs(a, b)
+    if drop_diverged:
+        pairs = [(ra, rb) for ra, rb in pairs if not (ra["diverged"] or rb["diverged"])]
+        if not pairs:
+            raise ValueError("every seed pair has a diverged run")
     va = np.array([float(ra[metric]) for ra, _ in pairs])
     vb = np.array([float(rb[metric]) for _, rb in pairs])
     if len(pairs) >= min_seeds:
