@@ -129,31 +129,42 @@ def _tiny_imagenet_config(seed=0):
                      **{"train.epochs": 2, "train.batch_size": 64, "train.lr": 0.256})
 
 
-@torch.no_grad()
-def _true_class_rank(model, test_batches) -> float:
-    """The mean rank of the true class among the model's 200 scores (0 = first), over the test images.
+def _true_class_rank(logits: torch.Tensor, labels) -> float:
+    """The mean rank of the true class among a model's 200 scores (0 = first), over the test images.
 
-    Every image counts, not only those whose class makes the top 5: after 32 steps on 200 classes a
+    Every image counts, not only those whose class makes the top 5: after 64 steps on 200 classes a
     model's top-5 accuracy is a few points above chance (2.5%) and hard to tell from it, while the true
-    class's rank is already well below chance (99.5, with a standard error of 1.8 on 1,000 images)."""
-    model.eval()
-    ranks = [(logits > logits.gather(1, y[:, None])).sum(1)
-             for logits, y in ((model(x), y) for x, y in test_batches.eval_batches())]
-    return float(torch.cat(ranks).double().mean())
+    class's rank is far below chance (99.5, with a standard error of 1.8 on 1,000 images)."""
+    labels = torch.as_tensor(labels)
+    assert logits.shape == (len(labels), 200)
+    return float((logits > logits.gather(1, labels[:, None])).sum(1).double().mean())
 
 
-def _trained(monkeypatch, config):
-    """``E.run(config)`` on the CPU, and the model it trained."""
-    built = []
+def _run_and_final_logits(monkeypatch, config):
+    """``E.run(config)`` on the CPU, the model it trained, and the scores of its last evaluation, read
+    by a hook on the classifier during the run (so that scoring costs no extra pass)."""
+    built, logits = [], []
     real = E.build_initialised_model
-    monkeypatch.setattr(E, "build_initialised_model", lambda c, d="cpu": built.append(real(c, d)) or built[-1])
+
+    def build(c, device="cpu"):
+        model, record = real(c, device)
+        model.fc.register_forward_hook(lambda m, i, out: None if m.training else logits.append(out.detach()))
+        built.append(model)
+        return model, record
+
+    monkeypatch.setattr(E, "build_initialised_model", build)
     out = E.run(config, device="cpu", progress=False)
-    return out, built[0][0]
+    n = config["test_subset"]
+    final = torch.cat(logits)[-n:]  # the eval batches of the last epoch, in the test split's order
+    return out, built[0], final
 
 
-# Measured over seeds ...: the working run's mean true-class rank is ..., the same run on shuffled labels
-# ..., with zero optimiser steps ... (chance 99.5, standard error 1.8).  TINY_LEARNS = ... lies ... standard
-# errors below the best control and ... above the worst working seed.
+# Measured on seed 0 (one seed: a run takes minutes of a shared CPU): the working run's mean true-class
+# rank is 80.6 (top-5 5.3%); the same run on shuffled labels TODO; with zero optimiser steps 100.1 (the
+# model as initialised) and 98.9 (after the forward passes of the 64 training batches, which move
+# batch norm's running statistics).  With lr 0.064 instead of 0.256 the working run reached 89.1 and the
+# shuffled one 100.3.  Chance is 99.5 with a standard error of 1.8: TINY_LEARNS = 90 lies 5 standard
+# errors below chance and 5 above the working run.
 TINY_LEARNS = 90.0
 
 
@@ -162,9 +173,9 @@ def test_supermask_resnet18_on_a_tinyimagenet_subset_learns(data_root, monkeypat
     monkeypatch.setenv("PATCHINIT_DATA", str(data_root))
     torch.set_num_threads(2)
     cfg = _tiny_imagenet_config()
-    out, model = _trained(monkeypatch, cfg)
+    out, model, logits = _run_and_final_logits(monkeypatch, cfg)
     assert all(math.isfinite(m["train_loss"]) and math.isfinite(m["test_loss"]) for m in out["metrics"])
-    rank = _true_class_rank(model, E._batches(cfg, "cpu")[1])
+    rank = _true_class_rank(logits, E.test_labels(cfg))
     assert rank < TINY_LEARNS, rank
     scores = [n for n, p in model.named_parameters() if p.requires_grad]
     assert scores and all(n.endswith("scores") for n in scores)
@@ -172,15 +183,20 @@ def test_supermask_resnet18_on_a_tinyimagenet_subset_learns(data_root, monkeypat
 
 @pytest.mark.slow
 @pytest.mark.parametrize("control", ["zero optimiser steps", "shuffled labels"])
-def test_supermask_resnet18_negative_controls_stay_near_chance(data_root, monkeypatch, control, untrained,
+def test_supermask_resnet18_negative_controls_stay_near_chance(data_root, monkeypatch, control,
                                                                shuffle_training_labels):
     monkeypatch.setenv("PATCHINIT_DATA", str(data_root))
     torch.set_num_threads(2)
     cfg = _tiny_imagenet_config()
     if control == "zero optimiser steps":
-        model, test_batches = untrained(cfg)  # batch norm's running statistics moved, nothing else
+        # the model as initialised (the forward passes of a zero-step run, which would only move batch
+        # norm's running statistics, cost a minute and were measured once: see above)
+        model, _ = E.build_initialised_model(cfg)
+        model.eval()
+        with torch.no_grad():
+            logits = torch.cat([model(x) for x, _ in E._batches(cfg, "cpu")[1].eval_batches()])
     else:
         shuffle_training_labels()
-        model, test_batches = _trained(monkeypatch, cfg)[1], E._batches(cfg, "cpu")[1]
-    rank = _true_class_rank(model, test_batches)
-    assert TINY_LEARNS + 5 < rank < 110, f"{control}: mean rank {rank:.1f}"
+        logits = _run_and_final_logits(monkeypatch, cfg)[2]
+    rank = _true_class_rank(logits, E.test_labels(cfg))
+    assert TINY_LEARNS + 4 < rank < 110, f"{control}: mean rank {rank:.1f}"

@@ -113,7 +113,10 @@ COLLECT = r"""
     figures: imgs.filter(i => i.closest('.cell_output') && i.naturalWidth > 0)
       .map(i => ({src: i.getAttribute('src'), natural: i.naturalWidth, shown: Math.round(i.getBoundingClientRect().width)})),
     verdicts: boxes.map(b => b.innerText.trim()),
-    badVerdicts: boxes.filter(b => badValue.test(b.innerText)).map(b => b.innerText.trim().slice(0, 300)),
+    badVerdicts: boxes.filter(b => badValue.test(b.innerText)).map(b => {
+      const t = b.innerText.trim(), i = t.search(badValue);
+      return t.split('\n')[0] + ': …' + t.slice(Math.max(0, i - 90), i + 30).replace(/\s+/g, ' ') + '…';
+    }),
     tracebacks, clipped, columnWidth: Math.round(columnWidth),
   };
 })()
@@ -319,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-scale", type=float, default=0.8,
                     help="smallest shown/drawn width of a figure (default 0.8; 0 turns the check off)")
     ap.add_argument("--pages", nargs="*", help="only these pages (relative to html)")
+    ap.add_argument("--warn", action="append", default=[], metavar="KIND",
+                    help="report this kind of problem (a word of its heading, e.g. 'verdicts') as a warning "
+                         "instead of failing; repeatable")
     ap.add_argument("--timeout", type=float, default=60.0,
                     help="seconds to wait for each browser step, such as a page load (default 60)")
     args = ap.parse_args(argv)
@@ -345,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         browser.send("Emulation.setDeviceMetricsOverride", VIEWPORT, session)
         for page in pages:
             report = check_page(browser, session, page, html, args.min_scale)
+            for kind in [k for k in report["problems"] if any(w.lower() in k.lower() for w in args.warn)]:
+                report["warnings"][kind] = report["problems"].pop(kind)
             reports.append(report)
             status = "ok" if not report["problems"] else "FAIL"
             print(f"{status:4}  {report['page']}  ({report['formulas']} formulas, {len(report['figures'])} figures, "

@@ -11,6 +11,7 @@ column; :func:`mark_overlaps` makes a curve that lies exactly on another visible
 """
 from __future__ import annotations
 
+import re
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -98,7 +99,7 @@ def mark_overlaps(ax, atol: float = 1e-6) -> list[tuple[str, str]]:
                     line.set_marker("o")
                     line.set_markevery(max(1, len(x) // 6))
                     line.set_markersize(3.5)
-                line.set_label(f"{label} (on top of {other})")
+                line.set_label(f"{label} (on top of {re.sub(r' [(]n=[0-9]+[)]$', '', other)})")
                 pairs.append((label, other))
                 break
         seen.append((label, x, y))

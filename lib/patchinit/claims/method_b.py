@@ -96,11 +96,13 @@ def _early(frame, dataset, epoch, metric, target, claim, paper, about: bool) -> 
         lead = bool(g.diff > target and g.p_greater() < ALPHA)
         refuted = hi < target
         words = f"more than {target:g}"
+        band = None
     parts = {f"lead of {words} points after epoch {epoch}": lead}
     ours = f"after epoch {epoch}: {g.describe('Random', 'PatchesInit')} ({metric})"
     return Verdict(claim, "refuted" if refuted else ("confirmed" if lead else "not confirmed"), paper, ours, ev,
                    "paired over seeds" if g.method == "seeds" else g.method, g.p_greater(), (lo, hi), parts,
-                   note=f"refuted when the 95% interval of the lead lies wholly outside {words}")
+                   note=(f"refuted when the 95% interval of the lead lies wholly below {target:g} points" if band is None
+                         else f"refuted when the 95% interval of the lead lies wholly outside {band[0]:g} to {band[1]:g} points"))
 
 
 def b2(frame, epoch: int = 1) -> Verdict:
