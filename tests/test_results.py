@@ -247,3 +247,50 @@ def test_import_runs_adds_new_records_keeps_stored_ones_and_refuses_bad_files(tm
     out = run(bad)
     assert out.returncode != 0 and "renamed.json" in out.stderr and "does not match" in out.stderr
     assert {**CFG, "seed": 7} not in here
+
+
+def test_tiers_follow_the_profile_the_prefix_and_the_images():
+    from patchinit.results import tier_of
+
+    paper = {"profile": "paper", "train": {"epochs": 100}, "train_subset": None, "test_subset": None}
+    metrics = [{"test_acc": 1.0}] * 100
+    assert tier_of({"config": paper, "metrics": metrics}) == "exact"
+    assert tier_of({"config": paper, "metrics": metrics[:1]}) == "exact-prefix"
+    assert tier_of({"config": dict(paper, test_subset=1000), "metrics": metrics}) == "scaled"
+    assert tier_of({"config": dict(paper, profile="quick"), "metrics": metrics[:1]}) == "quick"
+    assert tier_of({"config": {"train": {"epochs": 1}}, "metrics": metrics[:1]}) is None
+    with pytest.raises(ValueError, match="profile"):
+        tier_of({"config": dict(paper, profile="fast"), "metrics": metrics})
+
+
+def test_a_shorter_record_never_replaces_a_longer_one(tmp_path):
+    store = ResultsStore(tmp_path)
+    cfg = {"profile": "paper", "train": {"epochs": 3}, "seed": 0}
+    store.put({"config": cfg, "metrics": [{"e": 1}], "result": {}})
+    assert store.get(cfg) is None and store.get(cfg, min_epochs=1)["tier"] == "exact-prefix"
+    store.put({"config": cfg, "metrics": [{"e": 1}, {"e": 2}, {"e": 3}], "result": {}})
+    store.put({"config": cfg, "metrics": [{"e": 1}], "result": {}})  # a late prefix run: kept out
+    rec = store.get(cfg)
+    assert rec["epochs_run"] == 3 and rec["tier"] == "exact"
+    assert store.missing([cfg]) == [] and store.missing([cfg], min_epochs=4) == [cfg]
+
+
+def test_rekey_moves_records_and_refuses_collisions(tmp_path):
+    store = ResultsStore(tmp_path)
+    for seed in (0, 1):
+        store.put({"config": {"seed": seed}, "metrics": [], "result": {"v": seed}})
+    moved = store.rekey(lambda c: dict(c, data_fingerprint="arrays-sha256:x"), "test")
+    assert len(moved) == 2 and {r["result"]["v"] for r in store.records()} == {0, 1}
+    assert all(r["migrations"][0]["note"] == "test" for r in store.records())
+    assert store.get({"seed": 0, "data_fingerprint": "arrays-sha256:x"})["result"] == {"v": 0}
+    with pytest.raises(ValueError, match="overwrite"):
+        store.rekey(lambda c: {"same": True}, "collide")
+    assert len(list(store.records())) == 2  # nothing changed
+
+
+def test_git_state_names_a_dirty_tree_by_its_diff(monkeypatch):
+    from patchinit.results import git_state
+
+    monkeypatch.setenv("PATCHINIT_GIT_COMMIT", "abc-dirty")
+    monkeypatch.setenv("PATCHINIT_GIT_DIFF_SHA256", "d1ff")
+    assert git_state() == {"git_commit": "abc-dirty", "git_diff_sha256": "d1ff"}

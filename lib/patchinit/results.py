@@ -203,6 +203,8 @@ def tier_of(record: Mapping) -> str | None:
     tier = _PROFILE_TIER.get(profile)
     if tier is None:
         raise ValueError(f"record {record.get('key')} has profile {profile!r}; expected one of {sorted(_PROFILE_TIER)}")
+    if tier == "exact" and (config.get("train_subset") is not None or config.get("test_subset") is not None):
+        return "scaled"  # the paper's schedule on fewer images (a chapter's test_subset, say) is not its protocol
     if tier == "exact" and epochs_run(record) < planned_epochs(config):
         return "exact-prefix"
     return tier
@@ -214,6 +216,8 @@ def describe_run(config: Mapping) -> str:
     init = config.get("init") or {}
     patch = init.get("patch")
     name = init.get("baseline", "?") if not patch else f"patch {patch.get('method', 'A')}"
+    if patch and (patch.get("options") or {}).get("pixel_space") == "normalized":
+        name += " (normalised units)"
     parts = [str(config.get("dataset")), str(config.get("model")), name]
     if config.get("supermask"):
         parts.append(f"prune {config['supermask'].get('prune')}")

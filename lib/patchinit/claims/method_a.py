@@ -9,7 +9,7 @@ import numpy as np
 from scipy import stats as st
 
 from patchinit.claims.evidence import Gap, arm, at_chance, at_epoch, curve_matrix, evidence_of, gap, pooled
-from patchinit.claims.verdict import Evidence, Verdict
+from patchinit.claims.verdict import Evidence, Verdict, combine as _combine
 from patchinit.stats import stuart_maxwell
 
 ALPHA = 0.05
@@ -20,15 +20,6 @@ TRACK_MARGIN = 1.0
 SIMILAR_MARGIN = 1.0
 #: "slightly": a gap of at most 2 points (A6, A7 at lr 0.1, A10).
 SLIGHT = 2.0
-
-
-def _combine(parts: dict, refuted: bool) -> str:
-    tested = [v for v in parts.values() if v is not None]
-    if refuted:
-        return "refuted"
-    if tested and all(tested):
-        return "confirmed"
-    return "not confirmed"
 
 
 def _inconclusive(claim: str, paper: str, ev: Evidence, why: str) -> Verdict:

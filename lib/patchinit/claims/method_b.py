@@ -8,7 +8,7 @@ import numpy as np
 from scipy import stats as st
 
 from patchinit.claims.evidence import Gap, arm, at_chance, at_epoch, curve_matrix, evidence_of, gap, pooled
-from patchinit.claims.verdict import Evidence, Verdict
+from patchinit.claims.verdict import Evidence, Verdict, combine as _combine
 
 ALPHA = 0.05
 #: "about X points": within a quarter of X (B4's "about 24" is 18 to 30).
@@ -22,15 +22,6 @@ CHEAPER = 3.0
 LINEAR_SLOPE, SUPERLINEAR = (0.7, 1.3), 1.5
 #: "high entropy": at least 75% of the maximum, log2(classes) bits (5.0 of 6.64 bits for CIFAR-100).
 HIGH_ENTROPY = 0.75
-
-
-def _combine(parts: dict, refuted: bool) -> str:
-    tested = [v for v in parts.values() if v is not None]
-    if refuted:
-        return "refuted"
-    if tested and all(tested):
-        return "confirmed"
-    return "not confirmed"
 
 
 def _cells(frame, by=("model", "prune")):

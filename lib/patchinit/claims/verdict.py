@@ -89,5 +89,16 @@ class Verdict:
                 "paper": self.paper, "ours": self.ours, "test": self._stat()}
 
 
+def combine(parts: dict, refuted: bool) -> str:
+    """A claim's verdict from its parts (True, False, or None when the runs cannot test it): refuted when
+    the rule found the opposite, confirmed when every tested part holds, else not confirmed."""
+    tested = [v for v in parts.values() if v is not None]
+    if refuted:
+        return "refuted"
+    if tested and all(tested):
+        return "confirmed"
+    return "not confirmed"
+
+
 def _part(v) -> str:
     return {True: "holds", False: "fails", None: "not tested"}.get(v, str(v))
