@@ -34,8 +34,19 @@ def data_root() -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
-    """Decoded-array cache shared by the whole session, outside the repo."""
-    cache = os.environ.get("PATCHINIT_CACHE") or str(tmp_path_factory.mktemp("patchinit-cache"))
+    """Decoded-array cache shared by the whole session, outside the repo.
+
+    Under pytest-xdist every worker has its own temporary folder below one shared by the session; the
+    cache goes there, so that a dataset is decoded once per session, not once per worker (the cache's
+    writes are atomic, so workers that decode the same source at the same time do no harm)."""
+    cache = os.environ.get("PATCHINIT_CACHE")
+    if not cache:
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            shared = tmp_path_factory.getbasetemp().parent / "patchinit-cache"
+            shared.mkdir(exist_ok=True)
+            cache = str(shared)
+        else:
+            cache = str(tmp_path_factory.mktemp("patchinit-cache"))
     old = os.environ.get("PATCHINIT_CACHE")
     os.environ["PATCHINIT_CACHE"] = cache
     yield Path(cache)

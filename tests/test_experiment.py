@@ -187,12 +187,12 @@ def test_a_group_trains_together_checkpoints_and_records_its_settings(data_root,
     assert [r["extra"]["trained_together"] for r in recs] == [2, 2]
     for rec in recs:  # each member's predictions are its own, on the test subset's images in order
         assert _accuracy_from_predictions(rec) == rec["result"]["test_acc"] == rec["metrics"][-1]["test_acc"]
-    assert recs[0]["extra"]["execution"] == {"channels_last": False, "fused": False, "compile": False}
+    assert recs[0]["extra"]["execution"] == {"channels_last": False, "fused": False, "compile": False, "tf32": False}
     assert recs[0]["metrics"] != recs[1]["metrics"]  # own seed, own data order
     assert len(list((tmp_path / "ckpt").glob("group-*.m[01].pt"))) == 2
     alone = E.run(cfgs[1], device="cpu", checkpoint_dir=str(tmp_path / "alone"))
     assert [m["test_loss"] for m in alone["metrics"]] == [m["test_loss"] for m in recs[1]["metrics"]]
-    assert E.execution_settings("cuda") == {"channels_last": True, "fused": True, "compile": False}
+    assert E.execution_settings("cuda") == {"channels_last": True, "fused": True, "compile": False, "tf32": True}
     monkeypatch.setenv("PATCHINIT_COMPILE", "1")
     assert E.execution_settings("cuda")["compile"] is True
 

@@ -202,7 +202,8 @@ def b6(ablation, timing=None) -> Verdict:
     margin below, or time grows superlinearly."""
     paper = ("P = 50k with C = 500 is best; larger P and C get worse; init time grows linearly with P and C; SimpleInit "
              "is competitive and far cheaper (Tables 5.3, 8.10, 8.11).")
-    parts: dict = {}
+    parts: dict = {"50k/500 best": None, "larger P, C worse": None, "SimpleInit competitive": None,
+                   "time linear in P": None, "SimpleInit far cheaper": None}
     refuted = False
     text = []
     ev = Evidence(None)
@@ -246,7 +247,7 @@ def b6(ablation, timing=None) -> Verdict:
             ratio = float(t.loc[t["P"] == 50_000, "seconds"].mean() / timing.loc[timing["init"] == "SimpleInit", "seconds"].mean())
             parts["SimpleInit far cheaper"] = bool(ratio >= CHEAPER)
             text.append(f"PatchesInit 50k takes {ratio:.1f}× SimpleInit's time")
-    if not parts:
+    if all(v is None for v in parts.values()):
         return Verdict("B6", "inconclusive", paper, "no runs", ev)
     if ablation is not None and len(ablation) and "tier" in ablation and at_chance(ablation, "top5"):
         return Verdict("B6", "inconclusive", paper, "; ".join(text), ev, note="the accuracy rows are at chance")

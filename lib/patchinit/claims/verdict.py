@@ -71,7 +71,10 @@ class Verdict:
         return "; ".join(bits)
 
     def _repr_markdown_(self) -> str:
-        lines = [f"**{self.claim}: {self.verdict.upper()}** (tier: {self.evidence.describe()})"]
+        scope = ""
+        if self.parts and any(v is None for v in self.parts.values()):
+            scope = f", {sum(v is not None for v in self.parts.values())} of {len(self.parts)} parts tested"
+        lines = [f"**{self.claim}: {self.verdict.upper()}** (tier: {self.evidence.describe()}{scope})"]
         if self.tier == "quick":
             lines.append("*Quick profile: a smoke test, not evidence; the claims page does not state it.*")
         lines.append(f"*The paper:* {self.paper}")
