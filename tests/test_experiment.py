@@ -207,7 +207,7 @@ def test_run_and_run_many_resume_bit_identically_after_a_crash_while_writing_a_c
     from patchinit.results import config_key
 
     monkeypatch.setenv("PATCHINIT_DATA", str(data_root))
-    cfgs = [E.variant(_tiny(), **{"seed": s, "train_subset": 500, "test_subset": 1000, "train.epochs": 2,
+    cfgs = [E.variant(_tiny(), **{"seed": s, "train_subset": 256, "test_subset": 500, "train.epochs": 2,
                                   "init.patch": None}) for s in (0, 1)]
     real_save = torch.save
 
