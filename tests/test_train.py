@@ -76,7 +76,7 @@ def test_bad_configs(kw, msg):
 # TOY_CFG): the working run reaches 84.4-100% test accuracy (9 of 10 seeds 96% or more); the same run on
 # shuffled labels 39.1-54.1% (43.9-58.8% with ten other permutations); without optimiser steps 48.8%,
 # the class-0 share of the test set (the zero head predicts class 0 everywhere).  LEARNS = 75% lies
-# 5 standard errors (1.8 points at 84%) below the worst working seed and 7 (2.2 points at 50%) above
+# 5.9 standard errors (1.6 points at 84%) below the worst working seed and 7.4 (2.2 points at 50%) above
 # the best control.
 LEARNS = 75.0
 TOY_CFG = TrainConfig(epochs=4, lr=0.05, schedule="cosine")
