@@ -120,10 +120,11 @@ def thesis_vs_ours(ours, paper, value: str = "test_acc", metric: str = "top1",
 
 
 def chance_edge(num_classes: int, n_test: int, z: float = 3.0) -> float:
-    """Upper edge of the chance band, in %: chance accuracy plus ``z`` binomial standard errors on
-    ``n_test`` images.  A final accuracy at or below it cannot be told apart from guessing."""
-    p = 1.0 / num_classes
-    return 100.0 * (p + z * float(np.sqrt(p * (1 - p) / n_test)))
+    """Upper edge of the top-1 chance band, in %: the book's one chance rule,
+    :func:`patchinit.claims.evidence.chance_edge` (kept here for the chapters' tables)."""
+    from patchinit.claims.evidence import chance_edge as edge
+
+    return edge(num_classes, n_test, 1, z)
 
 
 def per_image_comparison(record_a: Mapping, record_b: Mapping, labels, num_classes: int) -> dict:

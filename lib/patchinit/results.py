@@ -141,10 +141,6 @@ def git_state() -> dict:
         return {"git_commit": "unknown"}
 
 
-def _git_commit() -> str:
-    return git_state()["git_commit"]
-
-
 def _device_name(device: str | None) -> str:
     import torch
 

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import functools
 
-from patchinit.paths import paper_dir
+from patchinit.paths import paper_csv
 
 
 @functools.lru_cache(maxsize=None)
 def _table(name: str):
     import pandas as pd
 
-    return pd.read_csv(paper_dir() / f"{name}.csv")
+    return pd.read_csv(paper_csv(name))
 
 
 def method_b_accuracy():
