@@ -47,6 +47,16 @@ def test_plan_split_part_and_pending_are_the_grid_cut_into_groups(mnist, tmp_pat
     assert [(r["init"], r["seed"]) for r, _ in rows] == [("Kaiming U", 1)]
 
 
+def test_where_filters_rows_by_value_and_names_a_bad_key():
+    rows = F.grid_rows("mnist-A3", "quick", where=F.parse_where(["train.lr=0.001,1e-4"]), seeds=[0])
+    assert sorted((r["train.lr"], r["init"]) for r, _ in rows) == [
+        (1e-4, "Kaiming U"), (1e-4, "patch"), (1e-3, "Kaiming U"), (1e-3, "patch")]
+    with pytest.raises(KeyError, match="no row of grid 'mnist-A3' has that key"):
+        F.grid_rows("mnist-A3", "quick", where={"train.lrr": ["0.1"]})
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        F.parse_where(["train.lr"])
+
+
 def test_train_group_returns_complete_records_that_validate(mnist):
     configs = tiny_configs(2)
     recs = F.train_group(configs, device="cpu", progress=False)

@@ -94,24 +94,53 @@ GRIDS: dict[str, Callable[[str], list[tuple[dict, dict]]]] = {
 }
 
 
+def _same(a, b) -> bool:
+    """A row value equals a value typed on the command line: as numbers when both read as numbers."""
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def parse_where(items: Iterable[str]) -> dict[str, list[str]]:
+    """``["train.lr=0.001,0.0001"]`` as ``{"train.lr": ["0.001", "0.0001"]}``; a clear error otherwise."""
+    where: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not key or not values:
+            raise ValueError(f"--where {item!r}: write KEY=VALUE[,VALUE...], e.g. --where train.lr=0.001,0.0001")
+        where[key] = values.split(",")
+    return where
+
+
 def grid_rows(name: str, profile: str, *, inits: Iterable[str] | None = None,
-              seeds: Iterable[int] | None = None) -> list[tuple[dict, dict]]:
-    """The (row, config) pairs of grid ``name`` in ``profile``, only those with an init in ``inits``
-    and a seed in ``seeds`` (None: all)."""
+              seeds: Iterable[int] | None = None,
+              where: Mapping[str, Sequence[str]] | None = None) -> list[tuple[dict, dict]]:
+    """The (row, config) pairs of grid ``name`` in ``profile``, only those with an init in ``inits``,
+    a seed in ``seeds`` and, for each key of ``where``, a row value among its values (None: all).
+    A ``where`` key that no row of the grid has is an error, not an empty grid."""
     if name not in GRIDS:
         raise KeyError(f"unknown grid {name!r}; choose one of {sorted(GRIDS)}")
     inits = None if inits is None else set(inits)
     seeds = None if seeds is None else {int(s) for s in seeds}
-    return [(r, c) for r, c in GRIDS[name](profile)
-            if (inits is None or r.get("init") in inits) and (seeds is None or r.get("seed", c.get("seed")) in seeds)]
+    rows = GRIDS[name](profile)
+    for key in where or {}:
+        if not any(key in r for r, _ in rows):
+            known = sorted({k for r, _ in rows for k in r})
+            raise KeyError(f"--where {key}: no row of grid {name!r} has that key; its rows have {known}")
+    return [(r, c) for r, c in rows
+            if (inits is None or r.get("init") in inits) and (seeds is None or r.get("seed", c.get("seed")) in seeds)
+            and all(key in r and any(_same(r[key], v) for v in vals) for key, vals in (where or {}).items())]
 
 
-def plan_configs(name: str, profile: str, *, inits=None, seeds=None, precision: str = "fp32") -> list[dict]:
+def plan_configs(name: str, profile: str, *, inits=None, seeds=None, where=None,
+                 precision: str = "fp32") -> list[dict]:
     """The configs of grid ``name``, at ``precision``, each with the local data copy's fingerprint
     (:func:`patchinit.experiment.identify`): the runs' identities in the store."""
     from patchinit.experiment import identify
 
-    return [identify(P.with_precision(c, precision)) for _, c in grid_rows(name, profile, inits=inits, seeds=seeds)]
+    return [identify(P.with_precision(c, precision))
+            for _, c in grid_rows(name, profile, inits=inits, seeds=seeds, where=where)]
 
 
 def split_groups(configs: Sequence[Mapping], *, one_by_one: bool = False,
@@ -602,6 +631,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                     help="bf16: the labelled bfloat16-autocast variant for GPU sessions (other keys)")
     ap.add_argument("--inits", default=None, help="comma-separated: only the rows with these inits")
     ap.add_argument("--seeds", default=None, help="comma-separated: only these seeds")
+    ap.add_argument("--where", action="append", default=[], metavar="KEY=V1,V2",
+                    help="only the rows whose KEY (a column of the grid's rows, e.g. train.lr) is one of these "
+                         "values (repeatable)")
     ap.add_argument("--allow-dirty", action="store_true",
                     help="train from a tree with uncommitted changes (records carry the diff's hash)")
     ap.add_argument("--stop-after", type=float, default=None,
@@ -663,12 +695,13 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         store.check_writable()
     inits = args.inits.split(",") if args.inits else None
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    where = parse_where(args.where)
     jobs: list[Job] = []
     what = f"epochs 1-{args.prefix} of " if args.prefix else ""
     seen: set[str] = set()
     n_todo = 0
     for grid in args.grids:
-        planned = plan_configs(grid, args.profile, inits=inits, seeds=seeds, precision=args.precision)
+        planned = plan_configs(grid, args.profile, inits=inits, seeds=seeds, where=where, precision=args.precision)
         configs = [c for c in planned if config_key(c) not in seen]  # a run two grids share trains once
         seen.update(config_key(c) for c in configs)
         shared = f" ({len(planned) - len(configs)} more in an earlier grid)" if len(configs) < len(planned) else ""
