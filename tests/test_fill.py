@@ -53,6 +53,7 @@ def test_where_filters_rows_by_value_and_names_a_bad_key():
         (1e-4, "Kaiming U"), (1e-4, "patch"), (1e-3, "Kaiming U"), (1e-3, "patch")]
     with pytest.raises(KeyError, match="no row of grid 'mnist-A3' has that key"):
         F.grid_rows("mnist-A3", "quick", where={"train.lrr": ["0.1"]})
+    assert F.split_names("patch, patch (conv1 + conv2, activations)") == ["patch", "patch (conv1 + conv2, activations)"]
     with pytest.raises(ValueError, match="KEY=VALUE"):
         F.parse_where(["train.lr"])
 

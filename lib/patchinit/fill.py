@@ -102,6 +102,19 @@ def _same(a, b) -> bool:
         return str(a) == str(b)
 
 
+def split_names(text: str) -> list[str]:
+    """A comma-separated list of names, where a comma inside parentheses belongs to the name:
+    ``"patch,patch (conv1 + conv2, activations)"`` is two inits, not three."""
+    names, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            names.append(text[start:i].strip())
+            start = i + 1
+    names.append(text[start:].strip())
+    return [n for n in names if n]
+
+
 def parse_where(items: Iterable[str]) -> dict[str, list[str]]:
     """``["train.lr=0.001,0.0001"]`` as ``{"train.lr": ["0.001", "0.0001"]}``; a clear error otherwise."""
     where: dict[str, list[str]] = {}
@@ -109,7 +122,7 @@ def parse_where(items: Iterable[str]) -> dict[str, list[str]]:
         key, sep, values = item.partition("=")
         if not sep or not key or not values:
             raise ValueError(f"--where {item!r}: write KEY=VALUE[,VALUE...], e.g. --where train.lr=0.001,0.0001")
-        where[key] = values.split(",")
+        where[key] = split_names(values)
     return where
 
 
@@ -693,9 +706,15 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     store = ResultsStore(args.results)
     if not args.dry_run:
         store.check_writable()
-    inits = args.inits.split(",") if args.inits else None
+    inits = split_names(args.inits) if args.inits else None
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     where = parse_where(args.where)
+    if inits:
+        known = {r.get("init") for g in args.grids for r, _ in GRIDS[g](args.profile)}
+        unknown = [i for i in inits if i not in known]
+        if unknown:
+            raise SystemExit(f"--inits: no row of {', '.join(args.grids)} has init {unknown}; "
+                             f"the inits there are {sorted(k for k in known if k)}")
     jobs: list[Job] = []
     what = f"epochs 1-{args.prefix} of " if args.prefix else ""
     seen: set[str] = set()
