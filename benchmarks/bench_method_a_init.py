@@ -61,8 +61,8 @@ def main() -> int:
 
     model = baseline_init_(build_model("lenet", 10), "kaiming_uniform", seed=args.seed)
     t = time.perf_counter()
-    r = method_a_init_(model, "conv1", images, **dict(MNIST, reducer=args.reducer), budget=args.budget,
-                       seed=args.seed, mean=ds.mean, std=ds.std, progress=False)
+    [r] = method_a_init_(model, images, ["conv1"], **dict(MNIST, reducer=args.reducer), budget=args.budget,
+                         seed=args.seed, mean=ds.mean, std=ds.std, progress=False)
     total = time.perf_counter() - t
 
     print(f"RESULT images={r.n_images}")

@@ -38,7 +38,7 @@ import patchinit.supermask as supermask
 from patchinit.data.pipeline import DeviceBatches
 from patchinit.experiment import execution_settings
 from patchinit.models import build_model
-from patchinit.multi import train_many
+from patchinit.train import train_many
 from patchinit.train import TrainConfig, train
 
 SETUPS = {  # model -> (image side, channels, batch size, config)

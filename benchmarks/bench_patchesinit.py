@@ -43,7 +43,7 @@ def run(label: str, model_name: str, data, P: int, C: int, simple: bool, seed: i
         config: MethodBConfig, thesis_settings: bool) -> None:
     model = build_model(model_name, data.num_classes)
     t0 = time.perf_counter()
-    records = patches_init_(model, data.images, data.labels, P=P, C=C, seed=seed, simple=simple,
+    records = patches_init_(model, data.images, data.labels, baseline="xavier_normal", P=P, C=C, seed=seed, simple=simple,
                             mean=data.mean, std=data.std, workers=workers, progress=False, config=config)
     wall = time.perf_counter() - t0
     print(f"# {label}: {model_name}, P={P}, C={'filters' if simple else C}")

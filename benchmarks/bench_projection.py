@@ -6,7 +6,7 @@ counted once, for the first chapter that needs them.  They are cut into the grou
 ``tools/fill_results.py`` trains together (``patchinit.experiment.groups_of``: same config up to seed
 and init, at most ``--max-group`` models).  For every distinct workload (model, classes, image size,
 batch size, dense or supermask, precision) and group size we time our trainer itself
-(``patchinit.multi.train_many``, which stacks the group on CUDA when the model has no BatchNorm and
+(``patchinit.train.train_many``, which stacks the group on CUDA when the model has no BatchNorm and
 trains it model after model otherwise) on synthetic images, with the run settings
 ``patchinit.experiment.execution_settings`` picks for the device: one epoch of S steps and one of 2S
 steps, each with one 1,024-image evaluation and the best of ``--repeats``, after a warm-up epoch.  Then
@@ -37,7 +37,7 @@ from patchinit.data.datasets import KNOWN, TINYIMAGENET_SUBSET_PER_CLASS
 from patchinit.data.pipeline import DeviceBatches
 from patchinit.experiment import execution_settings, groups_of
 from patchinit.models import build_model
-from patchinit.multi import stacking_problem, train_many
+from patchinit.train import stacking_problem, train_many
 from patchinit.results import config_key
 from patchinit.supermask import to_supermask_
 from patchinit.train import TrainConfig

@@ -363,5 +363,5 @@ def test_method_a_errors_name_the_layer():
 
     images = np.random.default_rng(0).integers(0, 255, (2, 28, 28, 1), dtype=np.uint8)
     with pytest.raises(ValueError, match=r"layer 'conv1' \(20 filters\): only 18 usable patches"):
-        method_a_init_(build_model("lenet", 10), "conv1", images, source="grid", patch_size=14, stride=7,
+        method_a_init_(build_model("lenet", 10), images, ["conv1"], source="grid", patch_size=14, stride=7,
                        min_pixels=0, reducer="pca", n_components=2, pattern="mean", n_nearest=1, progress=False)

@@ -335,6 +335,20 @@ def test_b2():
     assert one.verdict == "confirmed" and one.parts["loss falls at every epoch"] is None  # epoch 1 only: untested part
 
 
+def test_b2_sensitivity_judges_each_reading_against_the_same_random_runs():
+    lo, hi = early_frame("cifar10", 12.0, 20.0, epochs=1), early_frame("cifar10", 12.0, 45.0, epochs=1)
+    lo["reading"], hi["reading"] = "fan (a priori)", "variance-preserving (ours)"
+    both = pd.concat([lo, hi[hi["init"] == "PatchesInit"]], ignore_index=True)
+    both.loc[both["init"] == "Random", "reading"] = None
+    table = C.b2_sensitivity(both).set_index("reading")
+    assert list(table.index) == ["fan (a priori)", "variance-preserving (ours)"]
+    assert table.loc["fan (a priori)", "a priori"] and not table.loc["variance-preserving (ours)", "a priori"]
+    assert table.loc["fan (a priori)", "verdict"] == "refuted"                 # about 8 points ahead, not 28
+    assert table.loc["variance-preserving (ours)", "verdict"] == "confirmed"   # about 33 points ahead
+    assert 30 < table.loc["variance-preserving (ours)", "lead over Random (points)"] < 36
+    assert (table["seeds"] == 3).all() and (table["tier"] == "exact").all()
+
+
 def test_b4():
     assert C.b4(early_frame("cifar100", 20.0, 44.0, "top5", 100)).verdict == "confirmed"
     assert C.b4(early_frame("cifar100", 20.0, 22.0, "top5", 100)).verdict == "refuted"

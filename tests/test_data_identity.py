@@ -24,7 +24,9 @@ def test_arrays_fingerprint_names_the_pixels_not_the_files():
 
 def test_identify_adds_the_local_copy_and_run_refuses_another(monkeypatch):
     monkeypatch.setattr(E, "data_fingerprint", lambda name: f"arrays-sha256:local-{name}")
-    cfg = {"dataset": "mnist", "seed": 0}
+    from patchinit.protocols import method_a_mnist
+
+    cfg = method_a_mnist("quick").config(0)
     assert E.identify(cfg) == {**cfg, "data_fingerprint": "arrays-sha256:local-mnist"}
     theirs = {**cfg, "data_fingerprint": "arrays-sha256:someone-elses"}
     assert E.identify(theirs) == theirs  # a config that names its copy keeps it

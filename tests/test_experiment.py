@@ -146,8 +146,8 @@ def test_patched_weights_are_reused_only_where_the_init_is_the_same(data_root, m
     monkeypatch.setenv("PATCHINIT_DATA", str(data_root))
     monkeypatch.setattr(E, "_PATCHED", {})
     calls = []
-    real = E._apply_patch_init
-    monkeypatch.setattr(E, "_apply_patch_init", lambda m, c: calls.append(1) or real(m, c))
+    real = E._apply_method_a
+    monkeypatch.setattr(E, "_apply_method_a", lambda m, s, c: calls.append(1) or real(m, s, c))
     cfg = _tiny()
     first, rec1 = E.build_initialised_model(cfg)
     # another learning rate, test subset or supermask does not change the initial weights: reused

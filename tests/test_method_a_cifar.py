@@ -36,7 +36,7 @@ def test_fixup_cases_activation_mapping_shapes_and_geometry():
     model = build_model("fixup_resnet20", 10, seed=0)
     imgs = _colour_images()
     layers = FIXUP_CASES["d"]
-    results = [method_a_init_(model, layer, imgs, **FAST, budget=None if i == 0 else 300)
+    results = [method_a_init_(model, imgs, [layer], **FAST, budget=None if i == 0 else 300)[0]
                for i, layer in enumerate(layers)]
     shapes = [r.patterns.shape for r in results]
     assert shapes == [(16, 3, 3, 3), (16, 16, 3, 3), (32, 32, 3, 3), (64, 64, 3, 3)]
@@ -59,10 +59,10 @@ def test_fixup_cases_volume_mapping_tiles_the_image_patterns():
 
     model = build_model("fixup_resnet20", 10, seed=0)
     imgs = _colour_images()
-    first = method_a_init_(model, "conv1", imgs, **FAST)
+    (first,) = method_a_init_(model, imgs, ["conv1"], **FAST)
     assert first.patterns.shape == (16, 3, 3, 3)
     for layer, c in (("layer1.2.conv2", 16), ("layer2.2.conv2", 32), ("layer3.2.conv2", 64)):
-        r = method_a_init_(model, layer, imgs, deep_mapping="volume", **FAST)
+        (r,) = method_a_init_(model, imgs, [layer], deep_mapping="volume", **FAST)
         assert r.mapping == "volume" and r.patterns.shape == (c, c, 3, 3)
         w = model.get_submodule(layer).weight.detach()
         image = first.patterns if c == 16 else method_a_patterns(imgs, (c, 3, 3, 3), **FAST).patterns

@@ -201,7 +201,7 @@ def test_neuron_counts_use_the_map_sizes():
 def test_every_reading_of_n_gives_its_own_filter_std(scaling, synthetic):
     imgs, labels = synthetic
     model = build_model("conv2", 10)
-    recs = patches_init_(model, imgs, labels, P=2000, C=100, seed=0, config=MethodBConfig(scaling=scaling),
+    recs = patches_init_(model, imgs, labels, baseline="xavier_normal", P=2000, C=100, seed=0, config=MethodBConfig(scaling=scaling),
                          progress=False)
     _check_filters(model, recs, scaling)
 
@@ -292,7 +292,7 @@ def test_patches_init_shapes_fc_baseline_and_records(name, synthetic):
     imgs, labels = synthetic
     model = build_model(name, 10)
     shapes = {n: p.shape for n, p in model.named_parameters()}
-    records = patches_init_(model, imgs, labels, P=3000, C=150, seed=3, mean=(0.5, 0.5, 0.5),
+    records = patches_init_(model, imgs, labels, baseline="xavier_normal", P=3000, C=150, seed=3, mean=(0.5, 0.5, 0.5),
                             std=(0.25, 0.25, 0.25), workers=2, progress=False)
     assert {n: p.shape for n, p in model.named_parameters()} == shapes
     assert [r.layer for r in records] == model.conv_names
@@ -318,7 +318,7 @@ def test_patches_init_is_deterministic_and_seeded(synthetic):
 
     def run(seed):
         m = build_model("conv2", 10)
-        recs = patches_init_(m, imgs, labels, P=2000, C=100, seed=seed, progress=False)
+        recs = patches_init_(m, imgs, labels, baseline="xavier_normal", P=2000, C=100, seed=seed, progress=False)
         return m, recs
 
     (a, ra), (b, rb), (c, _) = run(0), run(0), run(1)
@@ -343,8 +343,8 @@ def test_chain_fast_path_equals_generic_forward(synthetic):
     assert not hasattr(slow, "forward_from")
     kw = dict(P=2000, C=140, seed=2, progress=False,
               config=MethodBConfig(forward_batch=25, shortfall="baseline"))
-    ra = patches_init_(fast, imgs, labels, **kw)
-    rb = patches_init_(slow, imgs, labels, layers=[f"net.conv{i}" for i in range(1, 5)], **kw)
+    ra = patches_init_(fast, imgs, labels, baseline="xavier_normal", **kw)
+    rb = patches_init_(slow, imgs, labels, baseline="xavier_normal", layers=[f"net.conv{i}" for i in range(1, 5)], **kw)
     for name, p in fast.named_parameters():
         torch.testing.assert_close(p, slow.get_parameter("net." + name), atol=1e-6, rtol=1e-5)
     assert [r.entropy_selected for r in ra] == [r.entropy_selected for r in rb]
@@ -352,10 +352,10 @@ def test_chain_fast_path_equals_generic_forward(synthetic):
 
 def test_D_and_simple_init(synthetic):
     imgs, labels = synthetic
-    recs = patches_init_(build_model("conv2", 10), imgs, labels, P=2000, C=100, D=1, seed=0, progress=False)
+    recs = patches_init_(build_model("conv2", 10), imgs, labels, baseline="xavier_normal", P=2000, C=100, D=1, seed=0, progress=False)
     assert [r.criterion for r in recs] == ["low", "low"]
     model = build_model("conv2", 10)
-    simple = patches_init_(model, imgs, labels, P=1000, C=999, seed=0, simple=True, progress=False,
+    simple = patches_init_(model, imgs, labels, baseline="xavier_normal", P=1000, C=999, seed=0, simple=True, progress=False,
                            config=MethodBConfig(shortfall="baseline"))
     assert [r.criterion for r in simple] == ["simple", "simple"]
     assert [r.n_clusters for r in simple] == [64, 64]
@@ -366,9 +366,9 @@ def test_D_and_simple_init(synthetic):
 def test_shortfall_raises_naming_P_and_C_or_keeps_baseline(synthetic):
     imgs, labels = synthetic
     with pytest.raises(ValueError, match=r"P=500 patches and C=40 clusters"):
-        patches_init_(build_model("conv2", 10), imgs, labels, P=500, C=40, seed=0, progress=False)
+        patches_init_(build_model("conv2", 10), imgs, labels, baseline="xavier_normal", P=500, C=40, seed=0, progress=False)
     model = build_model("conv2", 10)
-    recs = patches_init_(model, imgs, labels, P=500, C=40, seed=0, progress=False,
+    recs = patches_init_(model, imgs, labels, baseline="xavier_normal", P=500, C=40, seed=0, progress=False,
                          config=MethodBConfig(shortfall="baseline"))
     ref = baseline_init_(build_model("conv2", 10), "xavier_normal", seed=0)
     for rec in recs:
@@ -382,20 +382,20 @@ def test_patches_init_argument_errors(synthetic):
     model = build_model("conv2", 10)
     before = [p.clone() for p in model.parameters()]
     with pytest.raises(ValueError, match="P=50000"):
-        patches_init_(model, imgs, labels, P=50_000, C=10, progress=False)
+        patches_init_(model, imgs, labels, baseline="xavier_normal", P=50_000, C=10, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())), "checked before any write"
     with pytest.raises(ValueError, match="seed"):
-        patches_init_(model, imgs, labels, P=100, C=10, seed=None, progress=False)
+        patches_init_(model, imgs, labels, baseline="xavier_normal", P=100, C=10, seed=None, progress=False)
     with pytest.raises(ValueError, match="labels"):
-        patches_init_(model, imgs, labels[:5], P=100, C=10, progress=False)
+        patches_init_(model, imgs, labels[:5], baseline="xavier_normal", P=100, C=10, progress=False)
     with pytest.raises(ValueError, match="uint8"):
         patches_init_(model, imgs.astype(np.float32), labels, P=100, C=10, progress=False)
     with pytest.raises(ValueError, match="D must be"):
-        patches_init_(model, imgs, labels, P=100, C=10, D=4, progress=False)
+        patches_init_(model, imgs, labels, baseline="xavier_normal", P=100, C=10, D=4, progress=False)
     with pytest.raises(ValueError, match="mean must be in"):
-        patches_init_(model, imgs, labels, P=100, C=10, mean=(125, 122, 113), progress=False)
+        patches_init_(model, imgs, labels, baseline="xavier_normal", P=100, C=10, mean=(125, 122, 113), progress=False)
     with pytest.raises(ValueError, match="C must be"):
-        patches_init_(model, imgs, labels, P=100, C=0, progress=False)
+        patches_init_(model, imgs, labels, baseline="xavier_normal", P=100, C=0, progress=False)
 
 
 @pytest.mark.slow  # decodes CIFAR-10 once per session (about 7 s) when no other test has
@@ -405,7 +405,7 @@ def test_patches_init_on_real_cifar_subset(data_root):
     train = load_dataset("cifar10", "train", root=data_root)
     idx = np.random.default_rng(0).choice(len(train), 400, replace=False)
     model = build_model("conv4", 10)
-    records = patches_init_(model, train.images[idx], train.labels[idx], P=3000, C=150, seed=0,
+    records = patches_init_(model, train.images[idx], train.labels[idx], baseline="xavier_normal", P=3000, C=150, seed=0,
                             mean=train.mean, std=train.std, progress=False)
     assert [r.n_selected for r in records] == [64, 64, 128, 128]
     _check_filters(model, records)
@@ -421,9 +421,9 @@ def test_keep_clusters_records_the_whole_clustering(synthetic):
 
     imgs, labels = synthetic
     model = build_model("conv2", 10)
-    recs = patches_init_(model, imgs, labels, P=2000, C=100, seed=0, progress=False,
+    recs = patches_init_(model, imgs, labels, baseline="xavier_normal", P=2000, C=100, seed=0, progress=False,
                          config=MethodBConfig(keep_clusters=True))
-    plain = patches_init_(build_model("conv2", 10), imgs, labels, P=2000, C=100, seed=0, progress=False)
+    plain = patches_init_(build_model("conv2", 10), imgs, labels, baseline="xavier_normal", P=2000, C=100, seed=0, progress=False)
     for rec, ref in zip(recs, plain):
         c = rec.clusters
         assert ref.clusters is None and "clusters" not in rec.as_dict()
@@ -444,8 +444,8 @@ def test_match_random_std_gives_each_layer_the_baselines_output_std_and_keeps_di
     kw = dict(P=3000, C=150, seed=1, mean=(0.5,) * 3, std=(0.25,) * 3, progress=False)
     torch.set_grad_enabled(False)
     plain, matched = build_model("conv4", 10), build_model("conv4", 10)  # four convs: scale drifts with depth
-    recs_plain = patches_init_(plain, imgs, labels, **kw)
-    recs = patches_init_(matched, imgs, labels, config=MethodBConfig(match_random_std=True, probe_images=40), **kw)
+    recs_plain = patches_init_(plain, imgs, labels, baseline="xavier_normal", **kw)
+    recs = patches_init_(matched, imgs, labels, baseline="xavier_normal", config=MethodBConfig(match_random_std=True, probe_images=40), **kw)
     assert all(r.gain is None for r in recs_plain) and all(r.gain > 0 for r in recs)
     x = torch.from_numpy(((imgs[:40] / 255.0 - 0.5) / 0.25).astype(np.float32)).permute(0, 3, 1, 2)
     random = baseline_init_(build_model("conv4", 10), "xavier_normal", seed=1)

@@ -47,7 +47,7 @@ CFG = MethodBConfig(shortfall="baseline")  # C = 40 < 16 filters is fine; no lay
 def test_patches_init_walks_every_conv_of_a_resnet_in_forward_order():
     imgs, labels = _images()
     model = _small_resnet()
-    records = patches_init_(model, imgs, labels, P=1_000, C=40, seed=0, config=CFG, progress=False)
+    records = patches_init_(model, imgs, labels, baseline="xavier_normal", P=1_000, C=40, seed=0, config=CFG, progress=False)
     names = conv_layer_names(model)
     assert [r.layer for r in records] == names
     assert "layer2.0.downsample.0" in names and names.index("layer2.0.downsample.0") == names.index("layer2.0.conv2") + 1
@@ -67,7 +67,7 @@ def test_activation_maps_use_batch_statistics_and_keep_running_stats():
     imgs, labels = _images(40)
     model = _small_resnet()
     before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
-    patches_init_(model, imgs, labels, P=1_000, C=40, seed=0, config=CFG, progress=False,
+    patches_init_(model, imgs, labels, baseline="xavier_normal", P=1_000, C=40, seed=0, config=CFG, progress=False,
                   layers=resnet18_partial_layers(2))
     after = model.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in before.items())
@@ -77,7 +77,7 @@ def test_partial_patches_init_leaves_the_rest_bit_identical_to_the_baseline():
     imgs, labels = _images()
     layers = resnet18_partial_layers(1)
     partial = _small_resnet()
-    records = partial_patches_init_(partial, imgs, labels, blocks=1, P=1_000, C=40, seed=7, config=CFG,
+    records = partial_patches_init_(partial, imgs, labels, baseline="xavier_normal", blocks=1, P=1_000, C=40, seed=7, config=CFG,
                                     progress=False)
     assert [r.layer for r in records] == layers and {r.criterion for r in records} == {"high"}
     baseline = baseline_init_(_small_resnet(), "xavier_normal", seed=7)
@@ -92,9 +92,9 @@ def test_partial_patches_init_leaves_the_rest_bit_identical_to_the_baseline():
     ps, bs = dict(partial.named_parameters()), dict(baseline.named_parameters())
     assert all(torch.equal(ps[n], bs[n]) for n in ps if n.endswith("scores"))
     with pytest.raises(ValueError, match="picks the layers"):
-        partial_patches_init_(_small_resnet(), imgs, labels, layers=["conv1"])
+        partial_patches_init_(_small_resnet(), imgs, labels, baseline="xavier_normal", layers=["conv1"])
     with pytest.raises(ValueError, match="up_to_block must be in 1..4"):
-        partial_patches_init_(_small_resnet(), imgs, labels, blocks=5)
+        partial_patches_init_(_small_resnet(), imgs, labels, baseline="xavier_normal", blocks=5)
 
 
 def test_tinyimagenet_protocol_and_grids():

@@ -12,9 +12,8 @@ import torch.nn.functional as F
 import patchinit.supermask as supermask
 from patchinit.data.pipeline import DeviceBatches
 from patchinit.models import build_model
-from patchinit.multi import check_same_architecture, train_many
 from patchinit.supermask import to_supermask_
-from patchinit.train import TrainConfig, train
+from patchinit.train import TrainConfig, check_same_architecture, train, train_many
 
 SEEDS = [3, 4, 5]
 

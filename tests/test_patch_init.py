@@ -145,7 +145,7 @@ def test_method_a_init_conv1_changes_only_conv1_and_accepts_dataset():
     model = _lenet()
     before = _snapshot(model)
     ds = SimpleNamespace(images=_digits(60), mean=(0.13,), std=(0.31,))
-    r = method_a_init_(model, "conv1", ds, **dict(FAST, pixel_space="normalized"))
+    (r,) = method_a_init_(model, ds, ["conv1"], **dict(FAST, pixel_space="normalized"))
     assert _changed(before, model) == ["conv1.weight"]
     assert r.layer == "conv1" and r.mapping == "image" and r.options["std"] == [0.31]
     torch.testing.assert_close(model.conv1.weight.detach(), torch.from_numpy(r.patterns))
@@ -154,9 +154,9 @@ def test_method_a_init_conv1_changes_only_conv1_and_accepts_dataset():
 def test_method_a_init_conv2_from_activations():
     model = _lenet()
     imgs = _digits(60)
-    method_a_init_(model, "conv1", imgs, **FAST)
+    method_a_init_(model, imgs, ["conv1"], **FAST)
     before = _snapshot(model)
-    r = method_a_init_(model, "conv2", imgs, **FAST, budget=400)
+    (r,) = method_a_init_(model, imgs, ["conv2"], **FAST, budget=400)
     assert _changed(before, model) == ["conv2.weight"]
     assert r.mapping == "activations" and r.patterns.shape == (50, 20, 5, 5)
     assert (r.options["activation_patch_size"], r.options["activation_stride"]) == (6, 3)
@@ -168,7 +168,7 @@ def test_method_a_init_conv2_from_activations():
 
 def test_method_a_init_conv2_volume_tiles_the_image_pattern():
     model = _lenet()
-    r = method_a_init_(model, "conv2", _digits(60), deep_mapping="volume", **FAST)
+    (r,) = method_a_init_(model, _digits(60), ["conv2"], deep_mapping="volume", **FAST)
     assert r.mapping == "volume" and r.patterns.shape == (50, 20, 5, 5)
     w = model.conv2.weight.detach()
     assert torch.equal(w[:, 0], w[:, 19])
@@ -176,11 +176,13 @@ def test_method_a_init_conv2_volume_tiles_the_image_pattern():
 
 def test_method_a_init_unknown_layer_lists_conv_layers():
     with pytest.raises(ValueError, match=r"'conv3' does not exist.*\['conv1', 'conv2'\]"):
-        method_a_init_(_lenet(), "conv3", _digits(5), **FAST)
+        method_a_init_(_lenet(), _digits(5), ["conv3"], **FAST)
     with pytest.raises(ValueError, match="'fc1' is not a Conv2d"):
-        method_a_init_(_lenet(), "fc1", _digits(5), **FAST)
+        method_a_init_(_lenet(), _digits(5), ["fc1"], **FAST)
+    with pytest.warns(DeprecationWarning, match="deprecated"), pytest.raises(ValueError, match="'conv4' does not exist"):
+        method_a_init_(_lenet(), "conv4", _digits(5), **FAST)  # the old (model, layer, images) form still works
     with pytest.raises(ValueError, match="takes 1 channels, but the images have 3"):
-        method_a_init_(_lenet(), "conv1", np.repeat(_digits(5), 3, axis=-1), **FAST)
+        method_a_init_(_lenet(), np.repeat(_digits(5), 3, axis=-1), ["conv1"], **FAST)
 
 
 def test_cifar_recipe_on_colour_images_uses_sift_and_pca():
@@ -194,7 +196,7 @@ def test_cifar_recipe_on_colour_images_uses_sift_and_pca():
     conv = nn.Conv2d(3, 16, 3)
     model = nn.Sequential()
     model.add_module("conv1", conv)
-    r = method_a_init_(model, "conv1", imgs, **dict(CIFAR, progress=False))
+    (r,) = method_a_init_(model, imgs, ["conv1"], **dict(CIFAR, progress=False))
     assert r.patterns.shape == (16, 3, 3, 3) and r.chosen_patches.shape == (16, 1, 3, 15, 15)
     assert 7 in r.skipped_images.tolist()
     np.testing.assert_allclose(r.patterns.reshape(16, -1).mean(axis=1), 0, atol=1e-5)
@@ -204,7 +206,7 @@ def test_cifar_recipe_without_keypoints_says_how_to_find_more():
     model = nn.Sequential()
     model.add_module("conv1", nn.Conv2d(3, 16, 3))
     with pytest.raises(ValueError, match=r"only 0 usable patches.*upscale"):
-        method_a_init_(model, "conv1", np.full((5, 32, 32, 3), 90, np.uint8),
+        method_a_init_(model, np.full((5, 32, 32, 3), 90, np.uint8), ["conv1"],
                        **dict(CIFAR, progress=False, mean=(0.49, 0.48, 0.45), std=(0.2, 0.2, 0.2)))
 
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from patchinit.data.pipeline import DeviceBatches
-from patchinit.multi import train_many
+from patchinit.train import train_many
 from patchinit.train import TrainConfig, train
 
 

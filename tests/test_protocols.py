@@ -105,3 +105,20 @@ def test_paper_profiles_train_in_float32_and_bf16_is_a_labelled_variant_with_its
         P.with_precision(cfg, "fp16")
     assert "except: TinyImageNet's 20% train subset" in P.describe(P.method_b_tinyimagenet("paper"))
     assert "(1 seed)" in P.describe(P.method_b_tinyimagenet("paper"))
+
+
+def test_the_quick_profile_is_the_paper_protocol_with_an_overlay_and_describe_reads_it():
+    from dataclasses import replace
+
+    from patchinit.protocols import Overlay, QUICK_B, describe, method_b_cifar
+
+    paper, quick = method_b_cifar("paper"), method_b_cifar("quick")
+    assert quick.base == QUICK_B.apply(paper.base)  # nothing else differs
+    text = describe(quick)
+    assert "5,000 of the 50,000 training images, so an epoch is 40 SGD steps instead of 391" in text
+    assert "3 epochs instead of 100 (120 SGD steps instead of 39,100)" in text
+    # the sentences are written from the overlay, so they follow it
+    wider = replace(QUICK_B, train_subset=10_000, epochs=4)
+    said = "; ".join(wider.differences(paper.base, paper.seeds, 50_000, 10_000))
+    assert "10,000 of the 50,000" in said and "79 SGD steps instead of 391" in said and "4 epochs instead of 100" in said
+    assert Overlay(train_subset=100, epochs=1, seeds=(0,), random_subset=False).apply(paper.base)["train_subset"] == 100

@@ -232,7 +232,7 @@ def test_paired_comparison_errors():
 def test_grid_frame_and_thesis_table():
     import pandas as pd
 
-    from patchinit.analysis import Verdict, grid_frame, thesis_vs_ours
+    from patchinit.analysis import grid_frame, thesis_vs_ours
 
     def rec(acc, secs=None):
         extra = {"init": {"patch": {"conv1": {"time_total": secs}, "conv2": {"time_total": secs}}}} if secs else {}
@@ -251,9 +251,6 @@ def test_grid_frame_and_thesis_table():
     assert t[("ours − thesis", "Random")].round(1).tolist() == [-8.1, -7.3]
     with pytest.raises(ValueError, match="grid rows"):
         grid_frame(grid, [rec(1)])
-    assert "INCONCLUSIVE" in Verdict("B1", "inconclusive", "x", "quick")._repr_markdown_()
-    with pytest.raises(ValueError, match="verdict"):
-        Verdict("B1", "maybe", "x", "quick")
 
 
 def test_per_image_comparison_from_stored_records():

@@ -6,9 +6,8 @@ import torch
 import patchinit.supermask as supermask
 from patchinit.data.pipeline import DeviceBatches
 from patchinit.models import build_model
-from patchinit.multi import train_many
 from patchinit.syncs import HostSyncCounter
-from patchinit.train import TrainConfig, train
+from patchinit.train import TrainConfig, train, train_many
 
 SHAPES = {"lenet": (28, 1), "fixup_resnet20": (32, 3), "conv6": (32, 3)}
 

@@ -1,12 +1,13 @@
 """From results-store records to the arrays and verdicts a chapter reports."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-VERDICTS = ("confirmed", "not confirmed", "refuted", "inconclusive")
+# The forward-scale readings live with the init engine's scalers; re-exported for the chapters.
+from patchinit.init.scale import layer_output_std, patch_gain  # noqa: F401
+
 
 
 def metric_matrix(records: Sequence[Mapping], key: str = "test_acc") -> np.ndarray:
@@ -26,46 +27,6 @@ def finals(records: Iterable[Mapping], key: str = "test_acc") -> np.ndarray:
 
 def diverged(records: Iterable[Mapping]) -> np.ndarray:
     return np.array([r["result"].get("diverged_at") is not None for r in records])
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """A claim's verdict with the evidence behind it; renders as a box in a notebook."""
-
-    claim: str
-    verdict: str
-    evidence: str
-    profile: str
-    paper: str = ""
-
-    def __post_init__(self):
-        if self.verdict not in VERDICTS:
-            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
-
-    def _repr_markdown_(self) -> str:
-        paper = f"\n\n*The paper:* {self.paper}" if self.paper else ""
-        return (f"> **{self.claim}: {self.verdict.upper()}** (profile: {self.profile})"
-                f"{paper.replace(chr(10), chr(10) + '> ')}\n>\n> *Ours:* {self.evidence}")
-
-    def as_row(self) -> dict:
-        return {"claim": self.claim, "verdict": self.verdict, "profile": self.profile, "evidence": self.evidence}
-
-
-def layer_output_std(model, x, layers: Sequence[str]) -> dict[str, float]:
-    """Std of each named layer's output for input batch ``x`` (a forward-scale diagnostic)."""
-    import torch
-
-    out: dict[str, float] = {}
-    modules = dict(model.named_modules())
-    hooks = [modules[name].register_forward_hook(lambda m, i, o, name=name: out.__setitem__(name, float(o.std())))
-             for name in layers]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return out
 
 
 def grid_frame(grid: Sequence[tuple[Mapping, Mapping]], records: Sequence[Mapping],
@@ -148,40 +109,3 @@ def per_image_comparison(record_a: Mapping, record_b: Mapping, labels, num_class
     return {"acc_a": 100.0 * float(np.mean(a == y)), "acc_b": 100.0 * float(np.mean(b == y)),
             "disagree": int(np.sum(a != b)), "stuart_maxwell": sm.statistic, "df": sm.df, "p_stuart_maxwell": sm.pvalue,
             "a_only_right": mc.a_only, "b_only_right": mc.b_only, "p_mcnemar": mc.pvalue, "note": sm.note}
-
-
-def patch_gain(conv, x, seed: int = 0, weight=None) -> dict[str, float]:
-    """How much larger a conv's response to its input ``x`` is than a random filter bank's of the same norms.
-
-    A filter ``w`` answers an input window ``u`` with ``w·u = |w||u| cos θ``.  For a random (isotropic)
-    filter ``E[cos² θ] = 1/n`` over the ``n = C·k·k`` inputs, so a filter cut from the data, whose windows
-    it resembles, responds more strongly by the factor
-
-        predicted = sqrt(n · Σ |u|² cos² θ / Σ |u|²)     (RMS over windows and filters)
-
-    ``measured`` is the same ratio read off the layer itself: the RMS of its responses over ``x`` against
-    that of Gaussian filters with each row's norm (seeded).  A gain above 1 at every layer compounds: the
-    network's output scale at layer l grows like the product of the gains below it.  ``weight`` replaces
-    the conv's own (a supermask's masked weight, say).
-    """
-    import math
-
-    import torch
-    import torch.nn.functional as F
-
-    with torch.no_grad():
-        w = (conv.weight if weight is None else weight).detach().reshape(conv.out_channels, -1).double()
-        u = F.unfold(x.double(), conv.kernel_size, conv.dilation, conv.padding, conv.stride)
-        u = u.transpose(1, 2).reshape(-1, w.shape[1])
-        n = w.shape[1]
-        unorm2 = (u * u).sum(1)
-        keep = unorm2 > 0
-        u, unorm2 = u[keep], unorm2[keep]
-        wn = w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        cos2 = (u @ wn.T) ** 2 / unorm2[:, None]
-        predicted = math.sqrt(n * float((unorm2[:, None] * cos2).sum() / (unorm2.sum() * w.shape[0])))
-        g = torch.Generator().manual_seed(seed)
-        r = torch.randn(w.shape, generator=g, dtype=torch.float64)
-        r = r / r.norm(dim=1, keepdim=True) * w.norm(dim=1, keepdim=True)
-        measured = float((u @ w.T).pow(2).mean().sqrt() / (u @ r.T).pow(2).mean().sqrt())
-    return {"predicted": predicted, "measured": measured}

@@ -113,7 +113,7 @@ class Chapter:
         return out
 
     def _config(self, config: Mapping, seed: int | None = None) -> dict:
-        from patchinit.experiment import variant
+        from patchinit.spec import variant
 
         changes: dict[str, Any] = {}
         if seed is not None:

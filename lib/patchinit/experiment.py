@@ -1,8 +1,9 @@
-"""A run is data: a plain, JSON-able config dict in, a results record out.
+"""A run is data: a config in, a results record out.
 
 :func:`run` is the function handed to :meth:`patchinit.results.ResultsStore.run_or_load`;
 the config is everything that determines the result (the device is not: it is
-recorded as provenance).  A config looks like::
+recorded as provenance).  It is checked and read as a typed :class:`patchinit.spec.RunSpec`;
+its plain, JSON-able form, which the store keys, looks like::
 
     {"experiment": "A1", "profile": "quick",
      "dataset": "mnist", "train_subset": 10000,          # first n training images; None = all
@@ -33,7 +34,6 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import json
 import logging
 import os
 import time
@@ -45,35 +45,19 @@ import torch
 from patchinit.data import DeviceBatches, load_dataset
 from patchinit.init.baselines import baseline_init_
 from patchinit.models import build_model
-from patchinit.results import canonical_json
-from patchinit.train import TrainConfig, train
+from patchinit.spec import RunSpec, variant  # noqa: F401  (variant: re-exported, its home is the spec)
+from patchinit.train import train
 
 log = logging.getLogger(__name__)
 
 __all__ = ["run", "run_many", "run_all", "build_initialised_model", "resolve_device", "variant", "test_labels",
            "execution_settings", "groups_of", "identify", "data_fingerprint", "DataCopyMismatch"]
 
-_TRAIN_KEYS = {"batch_size", "augment"}
-
 
 def resolve_device(device: str | None = "auto") -> str:
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     return str(device)
-
-
-def variant(config: Mapping, **changes) -> dict:
-    """A deep copy of ``config`` with dotted-path changes: ``variant(c, **{"train.lr": 1e-3})``."""
-    out = copy.deepcopy(dict(config))
-    for path, value in changes.items():
-        node = out
-        *parents, leaf = path.split(".")
-        for p in parents:
-            if not isinstance(node.get(p), dict):
-                raise KeyError(f"config has no section {p!r} on the way to {path!r}")
-            node = node[p]
-        node[leaf] = value
-    return out
 
 
 @functools.lru_cache(maxsize=8)
@@ -98,7 +82,9 @@ def identify(config: Mapping) -> dict:
     """``config`` with the fingerprint of the local copy of its dataset, which makes it part of the
     run's identity: a reader with another copy (the official CIFAR-10 instead of our JPEG one, say)
     gets other keys, and so trains rather than being served our records.  A config that already
-    names a copy is returned as it is."""
+    names a copy is returned as it is.  The config is checked first (:class:`patchinit.spec.RunSpec`):
+    an unknown key or a bad value is an error here, before any run of a grid starts."""
+    RunSpec.from_config(config)
     if config.get("data_fingerprint"):
         return dict(config)
     return dict(config, data_fingerprint=data_fingerprint(config["dataset"]))
@@ -159,83 +145,40 @@ def _normalization(config: Mapping) -> tuple[list[float], list[float]]:
     return list(norm["mean"]), list(norm["std"])
 
 
-@functools.lru_cache(maxsize=32)
-def _first_layer_patterns(key: str):
-    """Method A patterns for the first conv, memoised on the canonical config subset ``key``."""
-    from patchinit.init.method_a import method_a_patterns
-
-    spec = json.loads(key)
-    images, _ = _train_images(spec)
-    mean, std = _normalization(spec)
-    opts = dict(spec["patch"]["options"], seed=spec["patch"]["seed"], mean=tuple(mean), std=tuple(std),
-                progress=False)
-    return method_a_patterns(images, tuple(spec["filter_shape"]), **opts)
-
-
-def _apply_method_b(model: torch.nn.Module, config: Mapping) -> dict:
-    """PatchesInit / SimpleInit (method B) on every conv; the run seed drives both the
-    baseline it starts from and the patch sampling, as in the thesis's seeded runs."""
+def _apply_method_b(model: torch.nn.Module, spec: RunSpec, config: Mapping) -> dict:
+    """PatchesInit / SimpleInit (method B) on every conv (or ``options.layers``); the run seed drives
+    the patch sampling, as in the thesis's seeded runs.  The baseline is already in place
+    (:func:`build_initialised_model`)."""
     from patchinit.init.method_b import MethodBConfig, patches_init_
 
-    patch = config["init"]["patch"]
     images, labels = _train_images(config)
     mean, std = _normalization(config)
-    opts = dict(patch.get("options", {}))
-    layers = opts.pop("layers", None)  # Partial-PatchesInit: only these convs; None = every conv
-    records = patches_init_(model, images, labels, P=int(opts.pop("P", 50_000)), C=int(opts.pop("C", 500)),
-                            D=opts.pop("D", None), simple=bool(opts.pop("simple", False)), seed=int(config["seed"]),
-                            layers=layers,
-                            baseline=config["init"].get("baseline", "xavier_normal"), mean=mean, std=std,
+    opts = dict(spec.init.patch.options)
+    records = patches_init_(model, images, labels, layers=opts.pop("layers", None), seed=spec.seed,
+                            P=int(opts.pop("P", 50_000)), C=int(opts.pop("C", 500)), D=opts.pop("D", None),
+                            simple=bool(opts.pop("simple", False)), mean=mean, std=std,
                             config=MethodBConfig(**opts), progress=False)
     return {r.layer: {k: v for k, v in r.as_dict().items() if k != "entropy_selected"} for r in records}
 
 
-def _apply_patch_init(model: torch.nn.Module, config: Mapping) -> dict:
-    """Write patch filters into ``init.patch.layers`` (bottom-up); return a summary per layer."""
-    patch = config["init"]["patch"]
-    if patch.get("method", "A") == "B":
-        return _apply_method_b(model, config)
-    if patch.get("method", "A") != "A":
-        raise ValueError(f"unknown patch method {patch.get('method')!r}; choose 'A' or 'B'")
-    from patchinit.init.method_a import conv_layers, find_conv, method_a_init_
-    from patchinit.init.patch import patch_init_
+def _apply_method_a(model: torch.nn.Module, spec: RunSpec, config: Mapping) -> dict:
+    """Method A's patch filters in ``init.patch.layers`` (bottom-up); a summary per layer."""
+    from patchinit.init.method_a import method_a_init_
 
-    first = conv_layers(model)[0]
-    summary = {}
+    patch = spec.init.patch
     images, _ = _train_images(config)
     mean, std = _normalization(config)
-    for layer in patch["layers"]:
-        conv = find_conv(model, layer)
-        if layer == first or patch.get("deep_mapping") == "volume":
-            key = canonical_json({"dataset": config["dataset"], "train_subset": config.get("train_subset"),
-                                  "train_subset_seed": config.get("train_subset_seed"),
-                                  "normalize": config.get("normalize", "data"), "patch": patch,
-                                  "filter_shape": list(conv.weight.shape)})
-            res = _first_layer_patterns(key)
-            patch_init_(conv, res.patterns, scale=patch.get("scale", 1.0))
-        else:
-            # "deep_options" override the options for activation patches (e.g. a memory budget)
-            opts = dict(patch["options"], **patch.get("deep_options", {}), seed=patch["seed"], mean=tuple(mean),
-                        std=tuple(std), progress=False)
-            res = method_a_init_(model, layer, images, deep_mapping=patch.get("deep_mapping", "activations"),
-                                 scale=patch.get("scale", 1.0), **opts)
-        summary[layer] = {"n_patches": int(res.n_patches), "n_kept": int(res.n_kept), "n_used": int(res.n_used),
-                          "mapping": res.mapping, "timings": {k: round(float(v), 3) for k, v in res.timings.items()},
-                          "filter_std": float(conv.weight.detach().std())}
-    return summary
+    records = method_a_init_(model, images, patch.layers, seed=patch.seed,
+                             deep_mapping=patch.deep_mapping or "activations", deep_options=patch.deep_options or None,
+                             scale=patch.scale or 1.0, **patch.options, mean=tuple(mean), std=tuple(std),
+                             progress=False)
+    return {r.layer: r.summary(model.get_submodule(r.layer).weight.detach().std()) for r in records}
 
 
 # Patch-initialised weights, reused within a process: a chapter's grid trains the same init at several
 # prune rates, learning rates or epochs, and PatchesInit on a ResNet-18 takes minutes.
 _PATCHED: dict[str, tuple[dict, dict]] = {}
 _PATCHED_MAX = 2
-_NOT_INIT = ("supermask", "train", "test_subset", "experiment", "profile")
-
-
-def _init_key(config: Mapping) -> str:
-    """What the initial weights depend on: everything but the supermask, the optimiser, the test
-    images and labels.  Two configs with the same key get bit-identical initial weights."""
-    return canonical_json({k: v for k, v in config.items() if k not in _NOT_INIT})
 
 
 def _remember(key: str, model: torch.nn.Module, patch_record: dict) -> None:
@@ -248,36 +191,37 @@ def build_initialised_model(config: Mapping, device: str = "cpu") -> tuple[torch
     """The model of ``config`` with its baseline and patch initialisation applied.
 
     Patch-initialised weights are kept for the last two inits computed in this process and reused
-    for a config that differs only in what does not touch them (:func:`_init_key`); the record then
+    for a config that differs only in what does not touch them (:meth:`RunSpec.init_key`); the record then
     says ``patch_reused``.
     """
-    seed = int(config["seed"])
-    init = config.get("init", {})
-    baseline = init.get("baseline", "kaiming_uniform")
+    spec = RunSpec.from_config(config)
+    seed, init = spec.seed, spec.init
+    # the one owner of the baseline: the patch recipes leave every layer they do not write as it is here
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # only for builders that draw from the global RNG; restored afterwards
-        kwargs = {"seed": seed} if baseline == "model" else {}
-        model = build_model(config["model"], config["num_classes"], **kwargs)
-    if baseline != "model":
-        baseline_init_(model, baseline, seed=seed)
+        kwargs = {"seed": seed} if init.baseline == "model" else {}
+        model = build_model(spec.model, spec.num_classes, **kwargs)
+    if init.baseline != "model":
+        baseline_init_(model, init.baseline, seed=seed)
     record = {}
-    if init.get("patch"):
-        key = _init_key(config)
+    if init.patch is not None:
+        key = spec.init_key()
         if key in _PATCHED:
             state, patch_record = _PATCHED[key]
             model.load_state_dict(state)
             record["patch"] = copy.deepcopy(patch_record)
-            record["patch_reused"] = True  # the same init computed earlier in this process (see _init_key)
+            record["patch_reused"] = True  # the same init computed earlier in this process (see RunSpec.init_key)
         else:
-            record["patch"] = _apply_patch_init(model, config)
+            apply = _apply_method_b if init.patch.method == "B" else _apply_method_a
+            record["patch"] = apply(model, spec, config)
             _remember(key, model, record["patch"])
-    if config.get("supermask"):
+    if spec.supermask:
         from patchinit.supermask import to_supermask_
 
         probe = probe_batch(config)
         record["output_std_dense"] = _output_stds(model, probe)
         # weights are final now: the supermask freezes them and only learns the scores
-        to_supermask_(model, float(config["supermask"]["prune"]), seed=seed)
+        to_supermask_(model, spec.supermask.prune, seed=seed)
         record["output_std"] = _output_stds(model, probe)  # the network that trains, at its initial mask
     return model.to(device), record
 
@@ -297,7 +241,7 @@ def _output_stds(model: torch.nn.Module, x: torch.Tensor) -> dict:
     """Std of every conv's and linear layer's output on ``x`` (a forward-scale record of the init), read on
     a copy of the model in training mode, so that batch norm normalises with the batch's statistics and
     the model's own running statistics are untouched."""
-    from patchinit.analysis import layer_output_std
+    from patchinit.init.scale import layer_output_std
 
     probe = copy.deepcopy(model).train()
     names = [n for n, m in probe.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
@@ -314,11 +258,6 @@ def _batches(config: Mapping, device: str):
     test_images, test_labels = _test_images(config)
     te = DeviceBatches.from_arrays(test_images, test_labels, mean, std, device=device, batch_size=1024)
     return tr, te
-
-
-def train_config(config: Mapping, execution: Mapping | None = None) -> TrainConfig:
-    """The :class:`TrainConfig` of ``config``, with the run settings ``execution`` (see :func:`execution_settings`)."""
-    return TrainConfig(**{k: v for k, v in config["train"].items() if k not in _TRAIN_KEYS}, **(execution or {}))
 
 
 def execution_settings(device: str) -> dict:
@@ -359,6 +298,7 @@ def run(config: Mapping, *, device: str | None = "auto", progress: bool | None =
     """
     from patchinit.results import config_key
 
+    spec = RunSpec.from_config(config)  # every key and value checked before any work
     _check_data_copy(config)
     device = resolve_device(device)
     checkpoint_dir = _checkpoint_dir(checkpoint_dir)
@@ -366,27 +306,28 @@ def run(config: Mapping, *, device: str | None = "auto", progress: bool | None =
     tr, te = _batches(config, device)
     ckpt = f"{checkpoint_dir}/{config_key(config)}.pt" if checkpoint_dir else None
     execution = execution_settings(device)
-    result = train(model, tr, te, train_config(config, execution), seed=int(config["seed"]), checkpoint=ckpt,
+    result = train(model, tr, te, spec.train.trainer_config(execution), seed=spec.seed, checkpoint=ckpt,
                    progress=progress, stop_after=stop_after)
     return {**_record(result, init_record, execution), "device": device}
 
 
 def _group_key(config: Mapping) -> str:
-    """Configs with the same key differ only in seed and init, so they can train together."""
-    return canonical_json({k: v for k, v in config.items() if k not in ("seed", "init", "experiment")})
+    """Configs with the same key differ only in seed and init, so they can train together
+    (:meth:`patchinit.spec.RunSpec.group_key`)."""
+    return RunSpec.from_config(config).group_key()
 
 
 def run_many(configs: Sequence[Mapping], *, device: str | None = "auto", progress: bool | None = None,
              checkpoint_dir: str | None = None, stop_after: int | None = None) -> list[dict]:
     """Train configs that differ only in ``seed`` and ``init`` together.
 
-    :func:`patchinit.multi.train_many` takes one vmapped step per batch on CUDA and
+    :func:`patchinit.train.train_many` takes one vmapped step per batch on CUDA and
     trains the models one after another on the CPU, where stacking is slower (and
     for models with BatchNorm, which cannot be stacked).  With ``checkpoint_dir``
     (default ``$PATCHINIT_CHECKPOINTS``) the group checkpoints after every epoch to
     ``<dir>/group-<hash of its members' keys>.pt`` and resumes from it.
     """
-    from patchinit.multi import train_many
+    from patchinit.train import train_many
     from patchinit.results import config_key
 
     device = resolve_device(device)
@@ -403,7 +344,7 @@ def run_many(configs: Sequence[Mapping], *, device: str | None = "auto", progres
     built = [build_initialised_model(c, device) for c in configs]
     tr, te = _batches(configs[0], device)
     execution = execution_settings(device)
-    results = train_many([m for m, _ in built], tr, te, train_config(configs[0], execution),
+    results = train_many([m for m, _ in built], tr, te, RunSpec.from_config(configs[0]).train.trainer_config(execution),
                          seeds=[int(c["seed"]) for c in configs], progress=progress, checkpoint=ckpt,
                          stop_after=stop_after)
     return [{**_record(r, rec, execution), "device": device} for r, (_, rec) in zip(results, built)]

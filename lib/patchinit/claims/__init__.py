@@ -7,7 +7,7 @@ complete in the results store, for the book's claims page.
 """
 from patchinit.claims.evidence import Gap, arm, at_chance, at_epoch, chance_edge, curve_matrix, gap, pooled, runs_frame
 from patchinit.claims.method_a import a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, mean_low_lr_gap
-from patchinit.claims.method_b import b1, b2, b3, b4, b5, b6, b7, b8, b9, b10
+from patchinit.claims.method_b import b1, b2, b2_sensitivity, b3, b4, b5, b6, b7, b8, b9, b10
 from patchinit.claims.verdict import VERDICTS, Evidence, Verdict
 
 #: Every claim: (chapter notebook, short text), in the order of claims.md.
@@ -70,4 +70,4 @@ def _parts(v: Verdict) -> str:
 __all__ = ["CLAIMS", "VERDICTS", "Evidence", "Gap", "Verdict", "dashboard", "verdict", "runs_frame", "arm", "at_chance", "at_epoch",
            "chance_edge", "curve_matrix", "gap", "pooled", "mean_low_lr_gap",
            "a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9", "a10", "a11",
-           "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9", "b10"]
+           "b1", "b2", "b2_sensitivity", "b3", "b4", "b5", "b6", "b7", "b8", "b9", "b10"]

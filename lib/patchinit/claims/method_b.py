@@ -124,6 +124,30 @@ def b2(frame, epoch: int = 1) -> Verdict:
                    v.test, v.p, v.ci, parts, v.note)
 
 
+
+def b2_sensitivity(frame, epoch: int = 1, a_priori: str = "fan (a priori)"):
+    """B2's rule applied to Random against each reading of PatchesInit's scale (``frame`` has a
+    ``reading`` column, as :func:`patchinit.protocols.method_b_scaling_grid`'s rows): the sensitivity
+    analysis beside B2's verdict, which rests on the ``a_priori`` reading alone.  One row per
+    reading: its verdict on B2's words, the lead over Random after ``epoch`` with its 95% interval,
+    and the seeds behind it."""
+    import pandas as pd
+
+    sub = arm(frame, dataset="cifar10", model="conv6", prune=0.5)
+    random = arm(sub, init="Random")
+    rows = []
+    for reading in dict.fromkeys(arm(sub, init="PatchesInit")["reading"]):
+        patch = arm(sub, init="PatchesInit", reading=reading)
+        v = b2(pd.concat([random, patch]), epoch=epoch)
+        r1, p1 = at_epoch(random, epoch), at_epoch(patch, epoch)
+        g = gap(r1, p1) if len(r1) and len(p1) else None
+        rows.append({"reading": reading, "a priori": reading == a_priori, "verdict": v.verdict,
+                     f"top-1 after epoch {epoch} (%)": float(np.nanmean(p1["acc"])) if len(p1) else float("nan"),
+                     "lead over Random (points)": g.diff if g else float("nan"),
+                     "95% interval": tuple(round(x, 1) for x in g.ci()) if g else None,
+                     "seeds": v.evidence.seeds, "tier": v.tier})
+    return pd.DataFrame(rows)
+
 def b3(frame) -> Verdict:
     """B3, CIFAR-100 top-5: (1) the B1 rule on every cell but Conv6 at 10%, which the claim itself
     says fails; (2) Conv6 at 10% fails for both inits: top-1 at most twice chance (about 1%)."""

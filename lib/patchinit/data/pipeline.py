@@ -23,7 +23,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-__all__ = ["DeviceBatches", "epoch_generator", "random_crop", "hflip", "augment_params", "to_device_uint8"]
+__all__ = ["DeviceBatches", "epoch_generator", "random_crop", "hflip", "augment_params", "to_device_uint8",
+           "normalise"]
 
 _ORDER, _AUGMENT = 0, 1
 
@@ -44,6 +45,17 @@ def to_device_uint8(images, device) -> torch.Tensor:
     if t.dim() != 4:
         raise ValueError(f"images must have shape (N, H, W, C), got {tuple(t.shape)}")
     return t.permute(0, 3, 1, 2).contiguous().to(device)
+
+
+def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Pixels ``x`` (uint8, or raw 0..255 values as floats) -> model units ``(x/255 - mean) / std``, float32.
+
+    The one formula from pixels to what a model sees: the training batches here and the patch
+    engine (:class:`patchinit.init.normalise.Normaliser`) both call it, so a patch and the image it
+    came from are in the same units bit for bit.  ``mean``/``std`` are float32 tensors in [0, 1]
+    units that broadcast against ``x`` (``(1, C, 1, 1)`` or ``(C, 1, 1)``).  ``x`` is not modified.
+    """
+    return (x.to(torch.float32, copy=True).div_(255.0) - mean) / std
 
 
 def augment_params(n: int, pad: int, flip: bool, generator: torch.Generator):
@@ -158,7 +170,7 @@ class DeviceBatches:
         return torch.randperm(self.num_examples, generator=epoch_generator(seed, epoch, _ORDER))
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.float().div_(255.0) - self.mean) / self.std
+        return normalise(x, self.mean, self.std)
 
     def _augmented(self, idx: torch.Tensor, params) -> torch.Tensor:
         x = self.images[idx]

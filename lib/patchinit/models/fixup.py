@@ -39,10 +39,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from patchinit.init.baselines import kaiming_uniform_
 from patchinit.models import register
-from patchinit.models.resnet import make_generator
-from patchinit.train import reduced_lr_param
+from patchinit.models.resnet import kaiming_uniform_, make_generator
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +52,7 @@ __all__ = [
     "fixup_blocks",
     "fixup_case_layers",
     "param_groups",
+    "scalar_param",
     "FIXUP_CASES",
 ]
 
@@ -65,6 +64,12 @@ FIXUP_CASES: dict[str, list[str]] = {
     "c": ["conv1", "layer1.2.conv2", "layer2.2.conv2"],
     "d": ["conv1", "layer1.2.conv2", "layer2.2.conv2", "layer3.2.conv2"],
 }
+
+
+def scalar_param(name: str) -> bool:
+    """The reference's rule (``cifar_train.py``) for its lr/10 group: every parameter whose name
+    contains "bias" or "scale" (the scalar biases and multipliers, and the classifier's bias)."""
+    return "bias" in name or "scale" in name
 
 
 def _conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
@@ -137,6 +142,9 @@ class FixupResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.bias2 = _scalar(0.0)
         self.fc = nn.Linear(c_in, num_classes)
+
+    #: The trainer asks a model for this rule to apply ``TrainConfig.scalar_lr_factor``.
+    reduced_lr_param = staticmethod(scalar_param)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled 64-d features before ``bias2`` and the classifier."""
@@ -241,7 +249,7 @@ def param_groups(model: nn.Module, lr: float, scalar_lr_factor: float = 0.1) -> 
     scalars, weights = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (scalars if reduced_lr_param(name) else weights).append(p)
+            (scalars if scalar_param(name) else weights).append(p)
     groups = [
         {"name": "scalars", "params": scalars, "lr": lr * scalar_lr_factor},
         {"name": "weights", "params": weights, "lr": lr},

@@ -39,7 +39,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from patchinit.init.baselines import kaiming_uniform_
 from patchinit.models import register
 
 log = logging.getLogger(__name__)
@@ -75,6 +74,15 @@ def make_generator(seed: int | None = None, generator: torch.Generator | None = 
     if generator is not None:
         return generator
     return torch.Generator().manual_seed(0 if seed is None else int(seed))
+
+
+@torch.no_grad()
+def kaiming_uniform_(t: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """PyTorch's default conv/linear weight init, ``kaiming_uniform_(a=sqrt(5))``, from ``generator``.
+
+    The models' own default init (the same draw as ``patchinit.init.baselines.kaiming_uniform_``;
+    defined here so that models do not import the init package)."""
+    return nn.init.kaiming_uniform_(t, a=math.sqrt(5), generator=generator)
 
 
 def _norm(kind: str, channels: int) -> nn.BatchNorm2d:
