@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
@@ -66,7 +65,6 @@ class _Unset:
 
 UNSET: Any = _Unset()
 PATCH_METHODS = ("A", "B")
-PRECISIONS = ("fp32", "bf16")
 
 
 def _set(value) -> bool:
@@ -259,22 +257,18 @@ class TrainSpec:
     precision: Any = UNSET
 
     def __post_init__(self):
-        from patchinit.train import SCHEDULES
-
         _positive_int("train.epochs", self.epochs, allow_none=False)
         _positive_int("train.batch_size", self.batch_size, allow_none=False)
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
-            raise SpecError(f"train.lr must be a positive finite number, got {self.lr!r}")
-        if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
-            raise SpecError(f"train.momentum must be in [0, 1), got {self.momentum!r}")
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
-            raise SpecError(f"train.weight_decay must be >= 0, got {self.weight_decay!r}")
-        if self.schedule not in SCHEDULES:
-            raise SpecError(f"train.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        for name in ("lr", "momentum", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SpecError(f"train.{name} must be a number, got {value!r}")
         if not isinstance(self.augment, bool):
             raise SpecError(f"train.augment must be true or false, got {self.augment!r}")
-        if _set(self.precision) and self.precision not in PRECISIONS:
-            raise SpecError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        try:  # the trainer's own rules for the numbers (lr, momentum, schedule, precision...)
+            self.trainer_config()
+        except (TypeError, ValueError) as err:
+            raise SpecError(f"train.{err}") from None
 
     def trainer_config(self, execution: Mapping | None = None):
         """The trainer's :class:`patchinit.train.TrainConfig`, with the run settings ``execution``."""
