@@ -82,7 +82,8 @@ SOURCES: dict[str, tuple[Source, ...]] = {
     "B1": _tiers(lambda p: P.method_b_accuracy_grid(p, "cifar10")),
     "B2": _tiers(_early("cifar10"), prefix=1), "B3": _tiers(lambda p: P.method_b_accuracy_grid(p, "cifar100")),
     "B4": _tiers(_early("cifar100"), prefix=1), "B5": _tiers(P.method_b_tinyimagenet_grid),
-    "B6": _tiers(lambda p: P.method_b_ablation_grid(p, "PC")), "B7": _tiers(lambda p: P.method_b_ablation_grid(p, "PC")),
+    "B6": _tiers(lambda p: P.method_b_ablation_grid(p, "PC")), "B7": (Source("exact-prefix", "paper", P.method_b_entropy_grid, 1),  # the inits only: any epochs serve
+                                                               Source("quick", "quick", P.method_b_entropy_grid)),
     "B8": _tiers(lambda p: P.method_b_ablation_grid(p, "D")), "B9": _tiers(P.method_b_init_grid),
     "B10": _tiers(P.method_b_partial_grid),
 }

@@ -18,6 +18,7 @@ GRIDS: dict[str, Callable[[str], list[tuple[dict, dict]]]] = {
     "mnist-A6": _mnist(["A6"]),
     "b2": lambda p: P.method_b_early_grid(p, "cifar10"),
     "b4": lambda p: P.method_b_early_grid(p, "cifar100"),
+    "b7": P.method_b_entropy_grid,
     "scaling": P.method_b_scaling_grid,
     "cifar10": lambda p: P.method_b_accuracy_grid(p, "cifar10"),
     "cifar100": lambda p: P.method_b_accuracy_grid(p, "cifar100"),
