@@ -144,7 +144,7 @@ def b2_sensitivity(frame, epoch: int = 1, a_priori: str = "fan (a priori)"):
         rows.append({"reading": reading, "a priori": reading == a_priori, "verdict": v.verdict,
                      f"top-1 after epoch {epoch} (%)": float(np.nanmean(p1["acc"])) if len(p1) else float("nan"),
                      "lead over Random (points)": g.diff if g else float("nan"),
-                     "95% interval": tuple(round(x, 1) for x in g.ci()) if g else None,
+                     "95% interval": "{:+.1f} to {:+.1f}".format(*g.ci()) if g else "—",
                      "seeds": v.evidence.seeds, "tier": v.tier})
     return pd.DataFrame(rows)
 
