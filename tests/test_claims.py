@@ -335,6 +335,41 @@ def test_b2():
     assert one.verdict == "confirmed" and one.parts["loss falls at every epoch"] is None  # epoch 1 only: untested part
 
 
+def test_b2_reads_its_curve_over_the_runs_that_went_furthest():
+    # seeds 0 and 1 extended to epoch 5, seed 2 still at epoch 1: the epoch-1 lead uses all 3 seeds,
+    # the curve parts the 2 seeds with 5 epochs.
+    f = early_frame("cifar10", 12.0, 45.0)
+    short = f["seed"] == 2
+    for col in ("curve_test_acc", "curve_train_loss", "curve_test_top5", "curve_test_loss"):
+        f.loc[short, col] = pd.Series([c[:1] for c in f.loc[short, col]], index=f.index[short])
+    f.loc[short, "epochs_run"] = 1
+    v = C.b2(f)
+    assert v.evidence.seeds == 3 and v.evidence.epochs_run == 1
+    assert v.parts["converges faster (ahead at every epoch)"] is True and v.parts["loss falls at every epoch"] is True
+    assert "epochs 1–5 observed (2 seeds per arm)" in v.ours and v.verdict == "confirmed"
+    # Random overtakes PatchesInit by epoch 5: it does not converge faster, and B2 is refuted
+    late = f.copy()
+    late["curve_test_acc"] = [c if i == "PatchesInit" else np.linspace(12.0, 70.0, len(c)) for c, i in zip(late["curve_test_acc"], late["init"])]
+    late.loc[short, "curve_test_acc"] = pd.Series([c[:1] for c in late.loc[short, "curve_test_acc"]], index=late.index[short])
+    assert C.b2(late).parts["converges faster (ahead at every epoch)"] is False and C.b2(late).verdict == "refuted"
+
+
+def test_at_epoch_pairs_on_the_predictions_a_longer_record_kept():
+    from patchinit.claims.evidence import at_epoch
+
+    y = RNG.integers(0, 10, 2000)
+    rows = []
+    for s in range(2):
+        for init, acc in (("Random", 12.0), ("PatchesInit", 30.0)):
+            r = run(init, s, curve=[acc, acc + 10], pred=preds_with(acc + 10, y, 10), labels=y, n_test=len(y))
+            r["prefix_pred"] = {1: preds_with(acc, y, 10)}
+            rows.append(r)
+    g = gap(*(at_epoch(frame(rows)[lambda d, i=i: d["init"] == i], 1) for i in ("Random", "PatchesInit")))
+    assert g.method == "images" and abs(g.diff - 18.0) < 0.5
+    without = frame(rows).drop(columns="prefix_pred")
+    assert gap(*(at_epoch(without[without["init"] == i], 1) for i in ("Random", "PatchesInit"))).method == "proportions"
+
+
 def test_b2_sensitivity_judges_each_reading_against_the_same_random_runs():
     lo, hi = early_frame("cifar10", 12.0, 20.0, epochs=1), early_frame("cifar10", 12.0, 45.0, epochs=1)
     lo["reading"], hi["reading"] = "fan (a priori)", "variance-preserving (ours)"

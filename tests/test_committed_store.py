@@ -41,3 +41,8 @@ def test_stored_predictions_give_the_stored_accuracy(key, data_root, monkeypatch
     # and its result is that of the last epoch run
     assert len(record["metrics"]) == epochs_run(record)
     assert accuracy == record["result"]["test_acc"] == record["metrics"][-1]["test_acc"], key
+    # the predictions kept from the shorter records this one extended give those epochs' accuracy
+    for epoch, enc in (record.get("prefix_predictions") or {}).items():
+        kept = decode_predictions(enc)
+        assert kept.shape == labels.shape and int(epoch) < epochs_run(record), (key, epoch)
+        assert 100.0 * int((kept == labels).sum()) / len(labels) == record["metrics"][int(epoch) - 1]["test_acc"], (key, epoch)

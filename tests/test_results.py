@@ -275,6 +275,48 @@ def test_a_shorter_record_never_replaces_a_longer_one(tmp_path):
     assert store.missing([cfg]) == [] and store.missing([cfg], min_epochs=4) == [cfg]
 
 
+def test_a_record_that_extends_a_prefix_keeps_the_prefix_predictions(tmp_path):
+    store = ResultsStore(tmp_path)
+    cfg = {"profile": "paper", "train": {"epochs": 5}, "seed": 0}
+    epochs = [{"epoch": e, "test_acc": 10.0 + e, "seconds": 1.5} for e in range(1, 6)]
+    p1, p2, p5 = (R.encode_predictions(np.full(4, k)) for k in (1, 2, 5))
+    store.put({"config": cfg, "metrics": epochs[:1], "result": {}, "predictions": p1})
+    store.put({"config": cfg, "metrics": epochs[:2], "result": {}, "predictions": p2})   # resumed: extends it
+    store.put({"config": cfg, "metrics": epochs, "result": {}, "predictions": p5})
+    rec = store.get(cfg)
+    assert rec["epochs_run"] == 5 and rec["predictions"] == p5
+    assert list(rec["prefix_predictions"]) == ["1", "2"]
+    assert [R.decode_predictions(rec["prefix_predictions"][e])[0] for e in ("1", "2")] == [1, 2]
+
+
+def test_predictions_of_another_trajectory_are_not_carried(tmp_path):
+    store = ResultsStore(tmp_path)
+    cfg = {"profile": "paper", "train": {"epochs": 3}, "seed": 0}
+    store.put({"config": cfg, "metrics": [{"test_acc": 11.0}], "result": {}, "predictions": R.encode_predictions([1])})
+    retrained = [{"test_acc": 11.5}, {"test_acc": 12.0}, {"test_acc": 13.0}]   # epoch 1 differs: not a resume
+    store.put({"config": cfg, "metrics": retrained, "result": {}, "predictions": R.encode_predictions([3])})
+    rec = store.get(cfg)
+    assert rec["epochs_run"] == 3 and "prefix_predictions" not in rec
+    assert R.extends(rec, {"config": cfg, "metrics": retrained[:2]})
+    assert not R.extends(rec, {"config": dict(cfg, seed=1), "metrics": retrained[:2]})
+    assert not R.extends(rec, rec)
+
+
+def test_keep_prefix_predictions_repairs_records_written_without_them(tmp_path):
+    store = ResultsStore(tmp_path)
+    cfg = {"profile": "paper", "train": {"epochs": 2}, "seed": 0}
+    short = {"config": cfg, "metrics": [{"test_acc": 11.0}], "result": {}, "predictions": R.encode_predictions([1, 2])}
+    full = {"config": cfg, "metrics": [{"test_acc": 11.0}, {"test_acc": 12.0}], "result": {},
+            "predictions": R.encode_predictions([2, 2])}
+    store.put(full)                                       # as older code wrote it: the prefix is gone
+    assert "prefix_predictions" not in store.get(cfg)
+    other = {"config": dict(cfg, seed=1), "metrics": [{"test_acc": 1.0}], "result": {}}
+    assert store.keep_prefix_predictions([short, other]) == [config_key(cfg)]
+    rec = store.get(cfg)
+    assert rec["prefix_predictions"] == {"1": short["predictions"]} and rec["predictions"] == full["predictions"]
+    assert store.keep_prefix_predictions([short]) == []   # already kept: nothing to change
+
+
 def test_rekey_moves_records_and_refuses_collisions(tmp_path):
     store = ResultsStore(tmp_path)
     for seed in (0, 1):

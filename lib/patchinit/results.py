@@ -13,6 +13,7 @@ A record holds::
     metrics                        one dict per epoch (test accuracy, loss, ...)
     result                         the summary the book reports (e.g. last-epoch top-1)
     predictions                    final test predictions (compact), for paired tests
+    prefix_predictions             {epoch: predictions} of the shorter records this one extended
     extra                          anything else the run returns (init records, timings)
     wall_time_s, device, torch_version, python_version, git_commit, created
     git_diff_sha256                only when the tree had uncommitted changes
@@ -20,7 +21,10 @@ A record holds::
 A run's key is the hash of its config, and a prefix of a run (the same config
 stopped after epoch E of its T) has the same key: a longer record of a config
 supersedes a shorter one, and a shorter one never replaces a longer one.  Reads
-ask for at least ``min_epochs`` epochs (default: all of the config's).
+ask for at least ``min_epochs`` epochs (default: all of the config's).  When a longer
+record extends a shorter one (its first E epochs' metrics are the shorter one's), the
+shorter one's test predictions are kept as ``prefix_predictions[E]``, so a paired test
+at epoch E still has them (:func:`carry_prefix_predictions`).
 
 Writes go to a temporary file in the same folder and are moved into place with
 ``os.replace``, which is atomic: a crash never leaves a torn record, an earlier
@@ -50,7 +54,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ResultsStore", "MissingRunsError", "config_key", "canonical_json", "encode_predictions",
-    "decode_predictions", "provenance", "epochs_run", "tier_of", "TIERS",
+    "decode_predictions", "provenance", "epochs_run", "tier_of", "TIERS", "carry_prefix_predictions",
 ]
 
 KEY_LENGTH = 20  # hex digits of sha256 kept in file names (80 bits)
@@ -131,6 +135,35 @@ def epochs_run(record: Mapping) -> int:
     if record.get("epochs_run") is not None:
         return int(record["epochs_run"])
     return len(record.get("metrics") or [])
+
+
+def extends(longer: Mapping, shorter: Mapping) -> bool:
+    """Whether ``longer`` is ``shorter`` trained on: the same config, more epochs, and the same metrics
+    (every value of every epoch) for the epochs they share, as a run resumed from its checkpoint has."""
+    if canonical_json(longer["config"]) != canonical_json(shorter["config"]):
+        return False
+    e = epochs_run(shorter)
+    if epochs_run(longer) <= e:
+        return False
+    same = lambda m: json.dumps(m, sort_keys=True, allow_nan=True, default=float)  # noqa: E731
+    return same(list(longer.get("metrics") or [])[:e]) == same(list(shorter.get("metrics") or []))
+
+
+def carry_prefix_predictions(longer: Mapping, shorter: Mapping) -> dict:
+    """``longer`` with the test predictions of ``shorter``, a prefix of the same run, kept under
+    ``prefix_predictions[str(E)]`` (and those ``shorter`` itself carried).  ``longer`` unchanged (a copy)
+    when it does not extend ``shorter`` (see :func:`extends`): predictions of another trajectory
+    would pair the wrong runs."""
+    out = dict(longer)
+    if not extends(longer, shorter):
+        return out
+    kept = dict(shorter.get("prefix_predictions") or {})
+    if shorter.get("predictions"):
+        kept[str(epochs_run(shorter))] = shorter["predictions"]
+    kept.update(longer.get("prefix_predictions") or {})
+    if kept:
+        out["prefix_predictions"] = dict(sorted(kept.items(), key=lambda kv: int(kv[0])))
+    return out
 
 
 def tier_of(record: Mapping) -> str | None:
@@ -259,6 +292,8 @@ class ResultsStore:
             log.info("kept the stored %s: it has %d epochs, the new record %d", key, epochs_run(old),
                      rec["epochs_run"])
             return self.path(rec["config"])
+        if old is not None:
+            rec = carry_prefix_predictions(rec, old)
         text = json.dumps(rec, indent=1, sort_keys=True, allow_nan=True)
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         target = self.runs_dir / f"{key}.json"
@@ -339,6 +374,21 @@ class ResultsStore:
             p.unlink()
             done.append((old, key))
         return done
+
+    def keep_prefix_predictions(self, shorter: Iterable[Mapping]) -> list[str]:
+        """Give each stored record that extends one of the ``shorter`` records (earlier versions of it,
+        from before :meth:`put` kept them: see ``tools/keep_prefix_predictions.py``) that record's test
+        predictions as ``prefix_predictions``.  Returns the keys of the records it changed."""
+        changed = []
+        for old in shorter:
+            rec = self._read(old["config"])
+            if rec is None:
+                continue
+            merged = carry_prefix_predictions(rec, old)
+            if merged != rec:
+                self.put(merged)
+                changed.append(merged["key"])
+        return changed
 
     def run_all(self, configs: list[Mapping], fn: Callable[[dict], Mapping], *, allow_run: bool = True,
                 command: str | None = None, profile: str | None = None) -> list[dict]:

@@ -68,6 +68,7 @@ def runs_frame(grid: Sequence[tuple[Mapping, Mapping]], records: Sequence[Mappin
             "loss": last.get("test_loss", np.nan),
             "diverged": rec.get("result", {}).get("diverged_at") is not None,
             "pred": pred, "labels": y, "init_record": rec.get("extra", {}).get("init", {}),
+            "prefix_pred": {int(e): decode_predictions(p) for e, p in (rec.get("prefix_predictions") or {}).items()},
         })
         for key in CURVES:
             out[f"curve_{key}"] = np.array([m.get(key, np.nan) for m in metrics], dtype=float)
@@ -254,11 +255,12 @@ def pooled(gaps: Sequence[Gap]) -> Gap:
 
 def at_epoch(rows, epoch: int):
     """``rows`` with ``acc``, ``top5`` and the losses of epoch ``epoch`` (1-based) instead of the last
-    one's; predictions are kept only where that epoch is the run's last.  Runs that stopped before
-    ``epoch`` are dropped."""
+    one's; predictions are kept where that epoch is the run's last or the record kept them from the
+    shorter record it extended (``prefix_predictions``).  Runs that stopped before ``epoch`` are dropped."""
     out = rows[rows["epochs_run"] >= epoch].copy()
     for col, key in (("acc", "test_acc"), ("top5", "test_top5"), ("loss", "test_loss")):
         out[col] = [float(c[epoch - 1]) for c in out[f"curve_{key}"]]
-    out["pred"] = [p if e == epoch else None for p, e in zip(out["pred"], out["epochs_run"])]
+    kept = out["prefix_pred"] if "prefix_pred" in out else [{}] * len(out)
+    out["pred"] = [p if e == epoch else k.get(epoch) for p, e, k in zip(out["pred"], out["epochs_run"], kept)]
     out["epochs_run"] = epoch
     return out
