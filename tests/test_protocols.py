@@ -122,3 +122,13 @@ def test_the_quick_profile_is_the_paper_protocol_with_an_overlay_and_describe_re
     said = "; ".join(wider.differences(paper.base, paper.seeds, 50_000, 10_000))
     assert "10,000 of the 50,000" in said and "79 SGD steps instead of 391" in said and "4 epochs instead of 100" in said
     assert Overlay(train_subset=100, epochs=1, seeds=(0,), random_subset=False).apply(paper.base)["train_subset"] == 100
+
+
+def test_the_scaling_curve_grid_shares_its_runs_with_b2_and_the_scaling_study():
+    curve = P.method_b_scaling_curve_grid("paper")
+    assert sorted((r["reading"] or "", r["seed"]) for r, _ in curve) == sorted(
+        (r or "", s) for r in P.CURVE_READINGS for s in (0, 1))
+    scaling = {config_key(c) for _, c in P.method_b_scaling_grid("paper")}
+    b2 = {config_key(c) for _, c in P.method_b_early_grid("paper", "cifar10")}
+    keys = {config_key(c) for _, c in curve}
+    assert keys <= scaling and len(keys & b2) == 4   # Random and the a-priori reading, seeds 0 and 1

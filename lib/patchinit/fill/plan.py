@@ -20,6 +20,7 @@ GRIDS: dict[str, Callable[[str], list[tuple[dict, dict]]]] = {
     "b4": lambda p: P.method_b_early_grid(p, "cifar100"),
     "b7": P.method_b_entropy_grid,
     "scaling": P.method_b_scaling_grid,
+    "scaling-curve": P.method_b_scaling_curve_grid,
     "cifar10": lambda p: P.method_b_accuracy_grid(p, "cifar10"),
     "cifar100": lambda p: P.method_b_accuracy_grid(p, "cifar100"),
     "inits": P.method_b_init_grid,

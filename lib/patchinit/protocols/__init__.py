@@ -6,7 +6,8 @@ on a 2-core CPU in minutes: the paper protocol with an :class:`Overlay`, whose s
 ``method_b`` hold each paper's protocols and grids; ``evidence`` the CPU's evidence tiers.
 """
 from .base import PRECISIONS, PROFILES, Overlay, Protocol, check_profile, describe, paper_command, with_precision
-from .evidence import ENTROPY_ROWS, EVIDENCE, SCALED_B1_EPOCHS, method_b_entropy_grid, method_b_scaled_grid
+from .evidence import (CURVE_READINGS, ENTROPY_ROWS, EVIDENCE, SCALED_B1_EPOCHS, method_b_entropy_grid,
+                       method_b_scaled_grid, method_b_scaling_curve_grid)
 from .method_a import (CIFAR_PAPER_NORM, METHOD_A_CASES, METHOD_A_CIFAR_LRS, MNIST_SWEEPS, QUICK_A_CIFAR,
                        QUICK_A_MNIST, RESNET18_LAYER_CHOICES, method_a_case, method_a_cifar, method_a_cifar_grid,
                        method_a_mnist, method_a_mnist_grid, method_a_resnet18_grid, method_a_volume_grid,

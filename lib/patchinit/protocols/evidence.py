@@ -45,6 +45,16 @@ def method_b_entropy_grid(profile: str = "paper") -> list[tuple[dict, dict]]:
     return [(r, c) for r, c in method_b_ablation_grid(profile, "PC") if r["prune"] == 0.5 and r["row"] in ENTROPY_ROWS]
 
 
+#: The scaling study's curve at the exact prefix: Conv6 with Random, the a-priori reading and our
+#: variance-preserving extension, epochs 1-5 (Random and the a-priori reading are B2's seeds 0 and 1).
+CURVE_READINGS = (None, "fan (a priori)", "variance-preserving (ours)")
+
+
+def method_b_scaling_curve_grid(profile: str = "paper") -> list[tuple[dict, dict]]:
+    """The rows of :func:`method_b_scaling_grid` whose epochs 1-5 the scaling chapter plots."""
+    return [(r, c) for r, c in method_b_scaling_grid(profile) if r["model"] == "conv6" and r["reading"] in CURVE_READINGS]
+
+
 def _mnist_claim(claim: str, inits: Sequence[str] | None = None):
     def grid():
         rows = [(r, c) for r, c in method_a_mnist_grid("paper") if claim in mnist_claims_of(r)]
@@ -69,6 +79,7 @@ EVIDENCE = (
     ("06 CIFAR-100 supermasks (B4)", "exact-prefix", lambda: method_b_early_grid("paper", "cifar100"), 1),
     ("07 ablations (B7, the inits' cluster entropy)", "exact-prefix", method_b_entropy_grid, 1),
     ("05 CIFAR-10 supermasks (B2, epochs 1-5)", "exact-prefix", lambda: method_b_early_grid("paper", "cifar10"), 5),
+    ("14 scaling study (epochs 1-5)", "exact-prefix", method_b_scaling_curve_grid, 5),
     ("10 CIFAR-10 Fixup (A5, epoch 10)", "exact-prefix", _fixup_prefix(1e-3, (None, "a")), 10),
     ("11 deeper layers (A7 part 3, epoch 5)", "exact-prefix", _fixup_prefix(0.1, (None, "c", "d")), 5),
     ("12 ResNet-18 (A10, epoch 5)", "exact-prefix", lambda: method_a_resnet18_grid("paper", (1e-3,)), 5),
