@@ -183,4 +183,6 @@ def test_a_group_checkpoints_under_ray_and_a_later_fill_resumes_it(env, tmp_path
         full = store.get(c)
         assert full["epochs_run"] == 2 and full["tier"] == "quick"
         assert full["metrics"][0] == prefix[config_key(c)]["metrics"][0]  # epoch 1 resumed, timing and all
+        # the record kept the prefix run's epoch-1 test predictions, which the uninterrupted run has no need of
+        assert full.pop("prefix_predictions") == {"1": prefix[config_key(c)]["predictions"]}
         assert _numbers(full) == _numbers(alone.get(c))  # and the same numbers as an uninterrupted run
