@@ -151,9 +151,8 @@ def extends(longer: Mapping, shorter: Mapping) -> bool:
 
 def carry_prefix_predictions(longer: Mapping, shorter: Mapping) -> dict:
     """``longer`` with the test predictions of ``shorter``, a prefix of the same run, kept under
-    ``prefix_predictions[str(E)]`` (and those ``shorter`` itself carried).  ``longer`` unchanged (a copy)
-    when it does not extend ``shorter`` (see :func:`extends`): predictions of another trajectory
-    would pair the wrong runs."""
+    ``prefix_predictions[str(E)]`` (and those ``shorter`` carried); unchanged (a copy) when it does not
+    :func:`extend <extends>` ``shorter``: predictions of another trajectory would pair the wrong runs."""
     out = dict(longer)
     if not extends(longer, shorter):
         return out
@@ -376,9 +375,8 @@ class ResultsStore:
         return done
 
     def keep_prefix_predictions(self, shorter: Iterable[Mapping]) -> list[str]:
-        """Give each stored record that extends one of the ``shorter`` records (earlier versions of it,
-        from before :meth:`put` kept them: see ``tools/keep_prefix_predictions.py``) that record's test
-        predictions as ``prefix_predictions``.  Returns the keys of the records it changed."""
+        """Give each stored record that extends one of ``shorter`` (its versions from before :meth:`put`
+        kept them, ``tools/keep_prefix_predictions.py``) their predictions; returns the changed keys."""
         changed = []
         for old in shorter:
             rec = self._read(old["config"])

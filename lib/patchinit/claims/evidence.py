@@ -27,7 +27,7 @@ from scipy import stats as st
 from patchinit.claims.verdict import Evidence
 from patchinit.results import TIERS, decode_predictions, epochs_run, tier_of
 
-__all__ = ["runs_frame", "chance_edge", "at_chance", "Gap", "gap", "evidence_of", "arm", "curve_matrix"]
+__all__ = ["runs_frame", "chance_edge", "at_chance", "Gap", "gap", "evidence_of", "arm", "curve_matrix", "curve_epochs"]
 
 CURVES = ("test_acc", "test_top5", "test_loss", "train_loss")
 
@@ -100,6 +100,16 @@ def curve_matrix(rows, key: str = "test_acc") -> np.ndarray:
     for i, c in enumerate(curves):
         out[i, :len(c)] = c
     return out
+
+
+def curve_epochs(a, b, min_runs: int = 2) -> int:
+    """The most epochs that ``min_runs`` runs of each arm (all of an arm's runs, if it has fewer)
+    reached: the curve parts of a claim are read over those runs and epochs."""
+    def reach(rows):
+        if len(rows) == 0:
+            return 0
+        return int(sorted(rows["epochs_run"], reverse=True)[min(min_runs, len(rows)) - 1])
+    return min(reach(a), reach(b))
 
 
 # ------------------------------------------------------------------------------ chance

@@ -7,7 +7,8 @@ import math
 import numpy as np
 from scipy import stats as st
 
-from patchinit.claims.evidence import Gap, arm, at_chance, at_epoch, curve_matrix, evidence_of, gap, pooled
+from patchinit.claims.evidence import (Gap, arm, at_chance, at_epoch, curve_epochs, curve_matrix, evidence_of, gap,
+                                       pooled)
 from patchinit.claims.verdict import Evidence, Verdict, combine as _combine
 
 ALPHA = 0.05
@@ -108,7 +109,7 @@ def b2(frame, epoch: int = 1) -> Verdict:
         return v
     sub = arm(frame, dataset="cifar10", model="conv6", prune=0.5)
     r, p = arm(sub, init="Random"), arm(sub, init="PatchesInit")
-    e = _curve_epochs(r, p)
+    e = curve_epochs(r, p)
     parts = dict(v.parts)
     ahead = falls = None
     if e >= 2:
@@ -122,16 +123,6 @@ def b2(frame, epoch: int = 1) -> Verdict:
     seeds = min(r["seed"].nunique(), p["seed"].nunique())
     scope = f"; epochs 1–{e} observed ({seeds} seed{'s' * (seeds != 1)} per arm)" if e >= 2 else ""
     return Verdict("B2", _combine(parts, refuted), paper, v.ours + scope, v.evidence, v.test, v.p, v.ci, parts, v.note)
-
-
-def _curve_epochs(a, b, min_runs: int = 2) -> int:
-    """The most epochs that ``min_runs`` runs of each arm (all of an arm's runs, if it has fewer)
-    reached: the curve parts of a claim are read over those runs and epochs."""
-    def reach(rows):
-        if len(rows) == 0:
-            return 0
-        return int(sorted(rows["epochs_run"], reverse=True)[min(min_runs, len(rows)) - 1])
-    return min(reach(a), reach(b))
 
 
 def b2_sensitivity(frame, epoch: int = 1, a_priori: str = "fan (a priori)"):
