@@ -8,8 +8,10 @@ epoch E) and scaled.  A run's cost is its epochs times the seconds per epoch of 
 dataset, training images), **measured from the epoch times of the runs already in the store**
 (median over their epochs, in machine seconds: one process on one core).  For a workload with no
 stored full-size run the cost is estimated from its FLOPs (counted below) at the effective GFLOP/s of
-the measured workloads, and marked as an estimate.  "spent" sums the wall time of the stored
-records of each row.  The FLOP counts also check the throughput figures: a measured epoch that
+the measured workloads, and marked as an estimate.  "spent" sums, over the stored records of each
+row, the seconds of their epochs up to the row's prefix plus their set-up (wall time less training
+time), so that a run extended from its checkpoint is charged for all its epochs, not only for the
+last process's.  The total counts each run once, at the most epochs any row asks of it.  The FLOP counts also check the throughput figures: a measured epoch that
 implies more GFLOP/s than the machine's peak means the figure is wrong.
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch.nn as nn
 from patchinit import protocols as P
 from patchinit.experiment import identify
 from patchinit.models import build_model
-from patchinit.results import ResultsStore, epochs_run
+from patchinit.results import ResultsStore, config_key, epochs_run
 
 #: FP32 peak of this machine's 2 Zen 3 cores at the base clock (2 x 2.445 GHz x 32 FLOP/cycle).
 PEAK_GFLOPS_PER_CORE = 78.2
@@ -65,16 +67,25 @@ def workload(cfg) -> tuple:
 
 
 def measured_epoch_seconds(store) -> dict:
-    """Median seconds per epoch of each workload, over the stored runs (diverged epochs excluded)."""
+    """Median seconds per epoch of each workload, over the stored runs of the paper and scaled profiles
+    (diverged epochs excluded; the quick profile caps its steps per epoch, so its epochs are not the
+    workload's)."""
     times = defaultdict(list)
     for rec in store.records():
         cfg = rec["config"]
-        if cfg.get("test_subset") is not None:
+        if cfg.get("test_subset") is not None or cfg.get("profile") == "quick":
             continue
         for row in rec["metrics"]:
             if row.get("seconds", 0) > 0 and not row.get("diverged"):
                 times[workload(cfg)].append(float(row["seconds"]))
     return {w: statistics.median(v) for w, v in times.items() if len(v) >= 3}
+
+
+def spent_seconds(rec, epochs: int) -> float:
+    """Machine seconds a record's run took for its first ``epochs`` epochs, set-up included."""
+    per_epoch = [float(m.get("seconds", 0.0)) for m in rec.get("metrics", [])]
+    setup = float(rec.get("wall_time_s", 0.0)) - float(rec.get("extra", {}).get("train_seconds", sum(per_epoch)))
+    return sum(per_epoch[:epochs]) + max(setup, 0.0)
 
 
 def main():
@@ -93,15 +104,13 @@ def main():
               f"{g:8.0f} GFLOP, {g / sec:6.1f} GFLOP/s ({100 * g / sec / PEAK_GFLOPS_PER_CORE:.0f}% of one core's peak)")
     rate = statistics.median(rates) if rates else None
     print(f"\n{'chapter':40s} {'tier':14s} {'runs':>5s} {'stored':>6s} {'epochs':>7s} {'projected h':>11s} {'spent h':>8s}")
-    totals = [0.0, 0.0]
-    seen: set = set()  # a run several rows share (the lr-0.01 reference of the MNIST sweeps) counts once in the total
+    once: dict = {}  # run key -> (projected, spent) at the most epochs a row asks: shared runs count once
     for chapter, tier, grid, prefix in P.EVIDENCE:
         rows = grid()
         cost = spent = 0.0
         estimated = False
         stored = 0
         epochs = 0
-        new_cost = new_spent = 0.0
         for _, cfg in rows:
             cfg = identify(cfg)
             e = prefix or int(cfg["train"]["epochs"])
@@ -114,18 +123,15 @@ def main():
                 c = e * epoch_gflop(cfg["model"], classes, cfg["dataset"], w[2], TEST_SIZE[cfg["dataset"]]) / (rate or 1)
                 estimated = True
             rec = store.get(cfg, prefix)
-            s = float(rec.get("wall_time_s", 0.0)) if rec is not None else 0.0
+            s = spent_seconds(rec, e) if rec is not None else 0.0
             stored += rec is not None
             cost, spent = cost + c, spent + s
-            key = (identify(cfg)["data_fingerprint"], str(sorted(cfg.items())), prefix)
-            if key not in seen:
-                seen.add(key)
-                new_cost, new_spent = new_cost + c, new_spent + s
-        totals[0] += new_cost
-        totals[1] += new_spent
+            key = config_key(cfg)
+            once[key] = tuple(max(a, b) for a, b in zip(once.get(key, (0.0, 0.0)), (c, s)))
         mark = "*" if estimated else " "
         print(f"{chapter:40s} {tier:14s} {len(rows):5d} {stored:6d} {epochs:7d} {cost / 3600:10.1f}{mark} {spent / 3600:8.2f}")
         print(f"RESULT evidence_{tier}_{chapter.split()[0]}_projected_h={cost / 3600:.2f}")
+    totals = [sum(v[0] for v in once.values()), sum(v[1] for v in once.values())]
     print(f"{'total (shared runs once)':40s} {'':14s} {'':5s} {'':6s} {'':7s} {totals[0] / 3600:10.1f}  {totals[1] / 3600:8.2f}")
     print("* estimated from FLOPs at the measured workloads' median GFLOP/s" if rate else "")
     print(f"RESULT evidence_projected_h={totals[0] / 3600:.2f}")
