@@ -352,6 +352,14 @@ def test_b2_reads_its_curve_over_the_runs_that_went_furthest():
     late["curve_test_acc"] = [c if i == "PatchesInit" else np.linspace(12.0, 70.0, len(c)) for c, i in zip(late["curve_test_acc"], late["init"])]
     late.loc[short, "curve_test_acc"] = pd.Series([c[:1] for c in late.loc[short, "curve_test_acc"]], index=late.index[short])
     assert C.b2(late).parts["converges faster (ahead at every epoch)"] is False and C.b2(late).verdict == "refuted"
+    # behind by 0.2 points after epoch 5 (2 seeds x 10,000 images): not significantly behind, so not refuted
+    close = f.copy()
+    close["curve_test_acc"] = [np.array([45.0, 50, 55, 60, 65.0] if i == "PatchesInit" else [12.0, 30, 45, 55, 65.2])[:len(c)]
+                               for c, i in zip(close["curve_test_acc"], close["init"])]
+    close["acc"] = [c[-1] for c in close["curve_test_acc"]]
+    v = C.b2(close)
+    assert v.parts["converges faster (ahead at every epoch)"] is False and v.verdict == "not confirmed"
+    assert "ahead at 4 of 5 epochs" in v.ours and "after epoch 5: PatchesInit − Random = -0.20" in v.ours
 
 
 def test_at_epoch_pairs_on_the_predictions_a_longer_record_kept():
