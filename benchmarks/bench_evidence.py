@@ -11,8 +11,9 @@ stored full-size run the cost is estimated from its FLOPs (counted below) at the
 the measured workloads, and marked as an estimate.  "spent" sums, over the stored records of each
 row, the seconds of their epochs up to the row's prefix plus their set-up (wall time less training
 time), so that a run extended from its checkpoint is charged for all its epochs, not only for the
-last process's.  The total counts each run once, at the most epochs any row asks of it.  The FLOP counts also check the throughput figures: a measured epoch that
-implies more GFLOP/s than the machine's peak means the figure is wrong.
+last process's.  The total counts each run once, at the most epochs any row asks of it.  The FLOP
+counts also check the throughput figures: a measured epoch that implies more GFLOP/s than the
+machine's peak means the figure is wrong.
 """
 from __future__ import annotations
 

@@ -4,8 +4,8 @@
 
 A record written by the store since ``prefix_predictions`` existed keeps them itself
 (``ResultsStore.put``).  A longer record written by older code (a fill started before that, say)
-replaced its prefix record whole; the prefix record is still in git at ``--rev``.  This reads each
-changed record's version at ``--rev`` and, where the new record extends it (the same config, and the
+replaced its prefix record whole; the prefix record is still in git at ``--rev``.  This reads the
+version at ``--rev`` of each record changed since, and, where the new record extends it (the same config, and the
 same metrics for every epoch they share: a run resumed from its checkpoint), keeps that version's
 predictions under ``prefix_predictions``.  Nothing else in the record changes.
 """
@@ -25,12 +25,14 @@ store = ResultsStore(args.results)
 runs = store.runs_dir.resolve()
 top = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=runs, check=True, capture_output=True,
                           text=True).stdout.strip())
+changed_files = subprocess.run(["git", "diff", "--name-only", args.rev, "--", str(runs)], cwd=top, check=True,
+                               capture_output=True, text=True).stdout.split()
 older = []
-for path in sorted(runs.glob("*.json")):
-    shown = subprocess.run(["git", "show", f"{args.rev}:{path.relative_to(top).as_posix()}"], cwd=top,
-                           capture_output=True, text=True)
-    if shown.returncode != 0:
-        continue  # not in that commit: a new record
+for name in changed_files:
+    shown = subprocess.run(["git", "show", f"{args.rev}:{name}"], cwd=top, capture_output=True, text=True)
+    path = top / name
+    if shown.returncode != 0 or not path.exists():
+        continue  # new since that commit, or removed
     old = json.loads(shown.stdout)
     if epochs_run(old) < epochs_run(json.loads(path.read_text())):
         older.append(old)

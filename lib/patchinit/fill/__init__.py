@@ -2,9 +2,10 @@
 
 GRID is one of the method-A MNIST claim grids (``mnist-A1``, ``mnist-A3``, ``mnist-A4``, ``mnist-A6``, or
 ``mnist`` for every MNIST run), ``b2`` and ``b4`` (Conv6 at 50%, Random and PatchesInit, 3 seeds: train them
-with ``--prefix``), ``scaling`` (the readings of PatchesInit's scale), ``b7`` (the two inits of Table 5.4), ``cifar10``, ``cifar100``, ``inits``, ``readings``, ``PC``, ``D``, ``tiny``, ``partial``
-(method B) or ``a-fixup``, ``a-volume``, ``a-resnet18`` (method A on CIFAR).  The chapters build the same
-configs with the same functions (:mod:`patchinit.protocols`), so what this trains is exactly what they load.
+with ``--prefix``), ``scaling`` (the readings of PatchesInit's scale) and ``scaling-curve`` (its epochs
+1-5), ``b7`` (the two inits of Table 5.4), ``cifar10``, ``cifar100``, ``inits``, ``readings``, ``PC``,
+``D``, ``tiny``, ``partial`` (method B) or ``a-fixup``, ``a-volume``, ``a-resnet18`` (method A on CIFAR).
+The chapters build the same configs with the same functions (:mod:`patchinit.protocols`), so what this trains is exactly what they load.
 
 Runs that differ only in seed and init form a group, which trains as one stack of models on CUDA
 (``patchinit.train.train_many``; at most ``--max-group`` models per stack) and one after another on the
@@ -24,9 +25,9 @@ skipped (checked again just before each group starts, so a second driver on the 
 repeat them).
 
 ``--inits A,B``, ``--seeds 0,1`` and ``--where KEY=V1,V2`` (a column of the grid's rows, e.g.
-``--where train.lr=0.001,0.0001``) train part of a grid, in its order.  ``--prefix E`` trains the exact schedule only up to epoch E (an exact-prefix tier run); a record with at
-least E epochs serves, and a later full run supersedes it.  ``--stop-after S`` starts no new group after
-S seconds.  With ``PATCHINIT_CHECKPOINTS`` set, every group checkpoints after each epoch and a restarted
+``--where train.lr=0.001,0.0001``) train part of a grid, in its order.  ``--prefix E`` trains the exact
+schedule only up to epoch E (an exact-prefix tier run); a record with at least E epochs serves, and a later
+full run supersedes it.  ``--stop-after S`` starts no new group after S seconds.  With ``PATCHINIT_CHECKPOINTS`` set, every group checkpoints after each epoch and a restarted
 command resumes it (a prefix run is then extended, not redone); on a cluster that folder must be a path
 every node sees (a shared file system).  ``--part i/n`` (deprecated: use ``--engine ray``) takes every
 n-th group starting at i.
