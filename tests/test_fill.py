@@ -1,6 +1,7 @@
 """Filling grids (patchinit.fill), engine-independent parts and the local engine: skip what is stored,
 check each returned record before writing it, report failures and go on, retry, the command line."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -214,3 +215,79 @@ def test_the_command_trains_here_by_default_and_deprecates_part(mnist, tiny_grid
     assert "trained 2, skipped 2, failed 0" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         F.main(["tiny-test", "--results", str(out), "--part", "2/2"])
+
+
+def test_a_lease_is_held_while_its_process_lives_and_is_stale_after(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    mine = F.Leases(tmp_path)
+    assert mine.take("k1") and mine.take("k1")  # taking it again is a no-op
+    assert mine.holder("k1")["pid"] == os.getpid()
+    assert not F.Leases(tmp_path).take("k1")  # another driver's view: held by a live process
+    mine.give_back("k1")
+    assert not (tmp_path / "k1.json").exists() and mine.holder("k1") is None
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    host = socket.gethostname()
+    cases = {"dead": {"host": host, "pid": dead_pid, "since": time.time()},
+             "far-old": {"host": "elsewhere", "pid": 1, "since": time.time() - 2 * F.LEASE_TTL_S},
+             "far-new": {"host": "elsewhere", "pid": 1, "since": time.time()},
+             "alive": {"host": host, "pid": os.getppid(), "since": time.time()}}
+    for key, info in cases.items():
+        (tmp_path / f"{key}.json").write_text(json.dumps(info))
+    (tmp_path / "torn.json").write_text('{"host": ')  # a driver killed mid-write
+    taken = {key: mine.take(key) for key in (*cases, "torn")}
+    assert taken == {"dead": True, "far-old": True, "far-new": False, "alive": False, "torn": True}
+    assert json.loads((tmp_path / "dead.json").read_text())["pid"] == os.getpid()
+    mine.give_back_all()
+    assert sorted(p.stem for p in tmp_path.iterdir()) == ["alive", "far-new"]  # others' leases stay
+
+
+def test_a_run_leased_by_another_driver_is_left_to_it_and_leases_are_given_back(mnist, tmp_path):
+    configs = tiny_configs(3)
+    store = ResultsStore(tmp_path)
+    busy = store.root / "leases" / f"{config_key(configs[1])}.json"
+    busy.parent.mkdir(parents=True)
+    busy.write_text(json.dumps({"host": __import__("socket").gethostname(), "pid": os.getppid(), "since": 1e12}))
+    train, _ = _faulty(fail_seed=2)
+    report = F.fill(store, F.split_groups(configs, one_by_one=True), engine=F.LocalEngine(train_fn=train),
+                    device="cpu", progress=False)
+    assert (report.trained, report.elsewhere, report.failed) == (1, 1, 1)
+    assert "1 in flight in another driver" in report.summary()
+    assert _files(store) == [f"{config_key(configs[0])}.json"]
+    assert sorted(p.name for p in busy.parent.iterdir()) == [busy.name]  # ours given back, even the failed one's
+
+
+def test_two_drivers_on_one_grid_split_it_and_train_each_run_once(mnist, tmp_path):
+    import threading
+    import time
+
+    configs = tiny_configs(4)
+    calls, lock = [], threading.Lock()
+
+    def slow_train(members, **kw):
+        with lock:
+            calls.extend(c["seed"] for c in members)
+        time.sleep(0.3)  # long enough for the other driver to reach the same group
+        return F.train_group(members, **kw)
+
+    reports = [None, None]
+
+    def drive(i):
+        reports[i] = F.fill(ResultsStore(tmp_path), F.split_groups(configs, one_by_one=True), device="cpu",
+                            engine=F.LocalEngine(train_fn=slow_train), progress=False)
+
+    threads = [threading.Thread(target=drive, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    assert sorted(calls) == [0, 1, 2, 3]  # every run trained once, by one of the two
+    assert sum(r.trained for r in reports) == 4 and min(r.trained for r in reports) >= 1
+    assert _files(ResultsStore(tmp_path)) == sorted(f"{config_key(c)}.json" for c in configs)
+    assert not list((tmp_path / "leases").iterdir())

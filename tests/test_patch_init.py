@@ -222,3 +222,57 @@ def test_real_mnist_umap_recipe_is_deterministic(data_root):
     assert a.n_patches == 9000 and 0.85 * 9000 < a.n_kept < 9000 and a.n_used == 2000
     np.testing.assert_array_equal(a.patterns, b.patterns)
     np.testing.assert_allclose(a.patterns.reshape(20, -1).mean(axis=1), 0, atol=1e-5)
+
+
+def test_the_pattern_cache_serves_another_process_the_same_filters(tmp_path, monkeypatch, caplog):
+    from patchinit.init import method_a, pattern_cache
+
+    def fresh_process():  # what a new process has: an empty in-process memo
+        monkeypatch.setattr(method_a, "_MEMO", type(method_a._MEMO)())
+
+    computed = []
+    real = method_a.method_a_patterns
+    monkeypatch.setattr(method_a, "method_a_patterns", lambda *a, **k: computed.append(1) or real(*a, **k))
+    imgs = _digits(60)
+
+    monkeypatch.delenv(pattern_cache.ENV, raising=False)  # unset: no disk cache, nothing written
+    fresh_process()
+    (plain,) = method_a_init_(_lenet(), imgs, ["conv1"], **FAST)
+    assert len(computed) == 1 and not plain.from_cache and "from_cache" not in plain.summary()
+
+    monkeypatch.setenv(pattern_cache.ENV, str(tmp_path / "patterns"))
+    filters = []
+    for _ in range(2):
+        fresh_process()
+        model = _lenet()
+        (r,) = method_a_init_(model, imgs, ["conv1"], **FAST)
+        filters.append((model.conv1.weight.detach().clone(), r))
+    assert len(computed) == 2  # computed once more, to fill the cache; then loaded
+    (w1, r1), (w2, r2) = filters
+    torch.testing.assert_close(w1, w2, rtol=0, atol=0)
+    torch.testing.assert_close(w1, model.conv1.weight.detach().new_tensor(plain.patterns), rtol=0, atol=0)
+    assert not r1.from_cache and r2.from_cache and r2.summary()["from_cache"] is True
+    assert r2.timings == r1.timings  # the timings of the run that computed them
+    (entry,) = (tmp_path / "patterns").iterdir()
+
+    fresh_process()  # another seed is another key
+    method_a_init_(_lenet(), imgs, ["conv1"], **FAST, seed=1)
+    assert len(computed) == 3 and len(list((tmp_path / "patterns").iterdir())) == 2
+
+    entry.write_bytes(b"torn")  # an unreadable entry is recomputed and replaced
+    fresh_process()
+    with caplog.at_level("WARNING"):
+        (r,) = method_a_init_(_lenet(), imgs, ["conv1"], **FAST)
+    assert len(computed) == 4 and not r.from_cache and "cannot be read" in caplog.text
+    fresh_process()
+    (r,) = method_a_init_(_lenet(), imgs, ["conv1"], **FAST)
+    assert len(computed) == 4 and r.from_cache
+
+
+def test_the_pattern_cache_key_names_the_library_versions(monkeypatch, tmp_path):
+    from patchinit.init import pattern_cache
+
+    here = pattern_cache.entry_path("k", tmp_path)
+    monkeypatch.setattr(pattern_cache, "_versions", lambda: "umap-learn=9.9")
+    assert pattern_cache.entry_path("k", tmp_path) != here  # an upgrade misses the cache
+    assert pattern_cache.entry_path("k2", tmp_path) != pattern_cache.entry_path("k", tmp_path)

@@ -25,6 +25,7 @@ export PYTHONPATH="$PWD/lib:$PWD/.gpu-site${PYTHONPATH:+:$PYTHONPATH}"
 export PATCHINIT_DATA=${PATCHINIT_DATA:-$PWD/.carry/data}
 export PATCHINIT_CACHE=${PATCHINIT_CACHE:-$PWD/.gpu-cache}
 export PATCHINIT_CHECKPOINTS=${PATCHINIT_CHECKPOINTS:-$PWD/.gpu-checkpoints}
+export PATCHINIT_PATTERN_CACHE=${PATCHINIT_PATTERN_CACHE:-$PATCHINIT_CACHE/method-a-patterns}
 PY=${PY:-python3}
 
 bench() {  # bench NAME SECONDS SCRIPT ARGS...: log to $OUT/NAME.txt, show the RESULT lines

@@ -21,8 +21,10 @@ Either way every returned record is checked before it is written (:func:`validat
 one is refused and reported, never stored.  A group that raises is reported with its error and the other
 groups go on; ``--retries N`` resubmits it up to N times.  A Ray worker process that dies mid-task is
 retried by Ray itself; its group's records still reach the store once.  Runs already in the store are
-skipped (checked again just before each group starts, so a second driver on the same store does not
-repeat them).
+skipped (checked again just before each group starts).  A driver holds a lease on each run it trains
+(``<results>/leases``, :mod:`patchinit.fill.leases`), so two drivers started with the same command on the
+same store split the grid between them, neither training a run the other has in flight: on a 2-core CPU,
+two single-thread processes (``OMP_NUM_THREADS=1``) side by side.
 
 ``--inits A,B``, ``--seeds 0,1`` and ``--where KEY=V1,V2`` (a column of the grid's rows, e.g.
 ``--where train.lr=0.001,0.0001``) train part of a grid, in its order.  ``--prefix E`` trains the exact
@@ -39,10 +41,11 @@ process and every Ray worker to the commit it started from.
 from .cli import build_parser, main
 from .driver import fill
 from .engines import RAY_VERSION, WORKER_ENV, WORKER_RETRIES, LocalEngine, RayEngine
+from .leases import LEASE_TTL_S, Leases
 from .plan import (GRIDS, Job, grid_rows, parse_part, parse_where, pending, plan_configs, split_groups,
                    split_names, take_part)
 from .records import Failure, FillReport, MalformedRecord, train_group, validate_record
 
 __all__ = ["GRIDS", "grid_rows", "plan_configs", "split_groups", "split_names", "parse_where", "parse_part",
            "take_part", "pending", "Job", "train_group", "validate_record", "MalformedRecord", "Failure", "FillReport",
-           "LocalEngine", "RayEngine", "WORKER_ENV", "WORKER_RETRIES", "fill", "main", "build_parser", "RAY_VERSION"]
+           "LocalEngine", "RayEngine", "Leases", "LEASE_TTL_S", "WORKER_ENV", "WORKER_RETRIES", "fill", "main", "build_parser", "RAY_VERSION"]

@@ -16,7 +16,7 @@ RAY_VERSION = "2.60.0"
 #: How often Ray reruns a task whose worker process died (a system failure, not an exception).
 WORKER_RETRIES = 3
 #: The driver's environment variables handed to every Ray worker (when set).
-WORKER_ENV = ("PATCHINIT_GIT_COMMIT", "PATCHINIT_GIT_DIFF_SHA256", "PATCHINIT_DATA", "PATCHINIT_CACHE", "PATCHINIT_COMPILE",
+WORKER_ENV = ("PATCHINIT_GIT_COMMIT", "PATCHINIT_GIT_DIFF_SHA256", "PATCHINIT_DATA", "PATCHINIT_CACHE", "PATCHINIT_PATTERN_CACHE", "PATCHINIT_COMPILE",
               "PATCHINIT_CHECKPOINTS")
 
 

@@ -137,8 +137,9 @@ class Failure:
 
 @dataclass
 class FillReport:
-    """What a fill did: runs trained and stored, runs skipped (already stored), failures, runs not started
-    (``stop_after_s`` had passed), and the store's path."""
+    """What a fill did: runs trained and stored, runs skipped (already stored), runs left to another driver
+    (``elsewhere``: in flight there), failures, runs not started (``stop_after_s`` had passed), and the
+    store's path."""
 
     store: str
     trained: int = 0
@@ -146,6 +147,7 @@ class FillReport:
     failures: list[Failure] = field(default_factory=list)
     not_started: int = 0
     retried: int = 0
+    elsewhere: int = 0
 
     @property
     def failed(self) -> int:
@@ -155,5 +157,6 @@ class FillReport:
     def summary(self) -> str:
         tail = f", not started {self.not_started} (time limit)" if self.not_started else ""
         retried = f", {self.retried} group(s) resubmitted" if self.retried else ""
-        return (f"trained {self.trained}, skipped {self.skipped}, failed {self.failed}{tail}{retried}; "
+        elsewhere = f", {self.elsewhere} in flight in another driver" if self.elsewhere else ""
+        return (f"trained {self.trained}, skipped {self.skipped}{elsewhere}, failed {self.failed}{tail}{retried}; "
                 f"store {self.store}")

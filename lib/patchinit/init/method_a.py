@@ -71,6 +71,7 @@ from patchinit.init.baselines import baseline_init_
 from patchinit.init.layers import ConvInputs, conv_layers, find_conv, image_layer, resolve_convs
 from patchinit.init.normalise import Normaliser, image_tensor, per_channel, to_pixel_space
 from patchinit.init.options import DEEP_MAPPINGS, PATTERNS, SOURCES, MethodAOptions  # noqa: F401  (re-exported)
+from patchinit.init import pattern_cache
 from patchinit.init.patch import patch_init_
 from patchinit.init.record import MethodAResult
 from patchinit.init.select import kmeans_patterns
@@ -207,7 +208,8 @@ def method_a_init_(model: nn.Module, images=None, layers=None, baseline: str | N
     ``seed`` fixes UMAP, k-means and budgets; ``scale`` multiplies the patterns.  ``baseline=None``
     leaves every other parameter as it is; a scheme name (``"kaiming_uniform"``...) first
     re-initialises them with ``baseline_init_(model, baseline, seed=seed)``.  ``memo`` reuses image
-    patterns computed in this process for the same images, options and filter shape.
+    patterns computed for the same images, options and filter shape in this process, or in another one
+    when ``$PATCHINIT_PATTERN_CACHE`` names a folder (:mod:`patchinit.init.pattern_cache`).
     """
     if isinstance(images, (str, nn.Module)) or "layer" in options:  # the old (model, layer, images) form
         return _legacy(model, images, layers, seed, deep_mapping, deep_options, scale, memo, baseline, options)
@@ -249,8 +251,8 @@ def _image_patterns(imgs: np.ndarray, filter_shape: tuple, options: dict, memo: 
     digest = hashlib.sha256(np.ascontiguousarray(imgs).data).hexdigest()
     opts = {k: v for k, v in options.items() if k != "progress"}
     key = json.dumps([digest, imgs.shape, list(filter_shape), opts], sort_keys=True, default=str)
-    if key not in _MEMO:
-        _MEMO[key] = method_a_patterns(imgs, filter_shape, **options)
+    if key not in _MEMO:  # then the on-disk cache, when $PATCHINIT_PATTERN_CACHE is set
+        _MEMO[key] = pattern_cache.load_or_compute(key, lambda: method_a_patterns(imgs, filter_shape, **options))
         while len(_MEMO) > _MEMO_MAX:
             _MEMO.popitem(last=False)
     _MEMO.move_to_end(key)

@@ -51,6 +51,7 @@ class MethodAResult:
     options: dict                   # the MethodAOptions used, with the measured mean/std
     layer: str | None = None        # the conv's module name (None from method_a_patterns)
     scale: float = 1.0              # the uniform factor the patterns were written with
+    from_cache: bool = False        # loaded from the on-disk pattern cache (timings: of the run that computed them)
 
     @property
     def times(self) -> dict:
@@ -67,6 +68,8 @@ class MethodAResult:
                "mapping": self.mapping, "timings": {k: round(float(v), 3) for k, v in self.timings.items()}}
         if filter_std is not None:
             out["filter_std"] = float(filter_std)
+        if self.from_cache:
+            out["from_cache"] = True
         return out
 
 
