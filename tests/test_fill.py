@@ -291,3 +291,26 @@ def test_two_drivers_on_one_grid_split_it_and_train_each_run_once(mnist, tmp_pat
     assert sum(r.trained for r in reports) == 4 and min(r.trained for r in reports) >= 1
     assert _files(ResultsStore(tmp_path)) == sorted(f"{config_key(c)}.json" for c in configs)
     assert not list((tmp_path / "leases").iterdir())
+
+
+def test_processes_are_single_thread_drivers_that_split_the_grid(mnist, tmp_path, monkeypatch):
+    import io
+    import re
+
+    from patchinit.fill.processes import child_env, run_processes, without_processes
+
+    assert without_processes(["g", "--processes", "2", "--seeds", "0", "--processes=3"]) == ["g", "--seeds", "0"]
+    assert {child_env(2, {"OMP_NUM_THREADS": "8"})[k] for k in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")} == {"1"}
+    monkeypatch.setenv("PATCHINIT_GIT_COMMIT", "test-commit")
+    out = io.StringIO()
+    argv = ["mnist-A1", "--profile", "quick", "--inits", "Kaiming U", "--seeds", "0,1,2", "--one-by-one",
+            "--device", "cpu", "--no-progress", "--results", str(tmp_path), "--processes", "2"]
+    assert run_processes(2, argv, out=out) == 0
+    text = out.getvalue()
+    assert {line[:4] for line in text.splitlines()} == {"[1] ", "[2] "}
+    assert len(re.findall(r"training with 1 torch thread\(s\)", text)) == 2
+    trained = [int(n) for n in re.findall(r"\] trained (\d+), skipped", text)]
+    assert len(trained) == 2 and sum(trained) == 3  # each run once, by one of them
+    assert len(list(ResultsStore(tmp_path).records())) == 3
+    with pytest.raises(SystemExit):  # Ray spreads a grid itself
+        F.main(["mnist-A1", "--processes", "2", "--engine", "ray"])

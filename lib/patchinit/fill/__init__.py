@@ -24,7 +24,8 @@ retried by Ray itself; its group's records still reach the store once.  Runs alr
 skipped (checked again just before each group starts).  A driver holds a lease on each run it trains
 (``<results>/leases``, :mod:`patchinit.fill.leases`), so two drivers started with the same command on the
 same store split the grid between them, neither training a run the other has in flight: on a 2-core CPU,
-two single-thread processes (``OMP_NUM_THREADS=1``) side by side.
+two single-thread processes (``OMP_NUM_THREADS=1``) side by side, which ``--processes 2`` starts
+(:mod:`patchinit.fill.processes`).
 
 ``--inits A,B``, ``--seeds 0,1`` and ``--where KEY=V1,V2`` (a column of the grid's rows, e.g.
 ``--where train.lr=0.001,0.0001``) train part of a grid, in its order.  ``--prefix E`` trains the exact
