@@ -61,7 +61,7 @@ def entry_stem(name: str, checksum: str) -> str:
     return f"{name}-{key}"
 
 
-def _atomic_write(path: Path, write: Callable) -> None:
+def atomic_write(path: Path, write: Callable) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
@@ -76,11 +76,11 @@ def _atomic_write(path: Path, write: Callable) -> None:
 
 
 def _write_array(path: Path, array: np.ndarray) -> None:
-    _atomic_write(path, lambda fh: np.save(fh, np.ascontiguousarray(array), allow_pickle=False))
+    atomic_write(path, lambda fh: np.save(fh, np.ascontiguousarray(array), allow_pickle=False))
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    _atomic_write(path, lambda fh: fh.write(json.dumps(obj, indent=1).encode()))
+    atomic_write(path, lambda fh: fh.write(json.dumps(obj, indent=1).encode()))
 
 
 def _array_fields(split: SplitArrays) -> dict[str, np.ndarray]:

@@ -19,11 +19,12 @@ import hashlib
 import logging
 import os
 import pickle
-import tempfile
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
+
+from patchinit.data.cache import atomic_write
 
 from .record import MethodAResult
 
@@ -76,14 +77,7 @@ def load_or_compute(key: str, compute: Callable[[], MethodAResult]) -> MethodARe
     result = compute()
     try:
         where.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=where, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump((key, result), f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda f: pickle.dump((key, result), f, protocol=pickle.HIGHEST_PROTOCOL))
     except OSError as e:  # a full or read-only cache must not lose the computed patterns
         log.warning("could not write the pattern cache entry %s (%s); going on without it", path, e)
     return result
