@@ -1,5 +1,6 @@
 """The Ray engine of patchinit.fill on a local 2-CPU Ray cluster: the same records as the local engine,
 a worker killed mid-task, a task that raises or returns a malformed record, a second driver."""
+import builtins
 import os
 import signal
 import sys
@@ -18,6 +19,7 @@ from patchinit.experiment import identify  # noqa: E402
 from patchinit.protocols import method_a_mnist  # noqa: E402
 from patchinit.results import ResultsStore, config_key  # noqa: E402
 
+BUILTIN_PRINT = builtins.print  # Python's own (importing Ray leaves it)
 TINY = {"init.patch": None, "train_subset": 128, "test_subset": 64, "train.epochs": 1, "train.batch_size": 64}
 TIMING = {"seconds", "train_seconds", "wall_time_s", "created"}
 
@@ -120,6 +122,9 @@ def test_a_worker_killed_mid_task_is_retried_and_every_run_trains_once(env, tmp_
     assert all(dones[k] == 1 and (k == victim or starts[k] == 1) for k in dones)
     assert sorted(p.name for p in store.runs_dir.iterdir()) == sorted(f"{config_key(c)}.json" for c in configs)
     assert all(F.validate_record(c, store.get(c)) for c in configs)
+    # the driver relayed the raylet's line about the dead worker: print must still be Python's (numba, and so
+    # UMAP, cannot compile functions that call a replaced print; it failed a later test in this process)
+    assert builtins.print is BUILTIN_PRINT, f"Ray replaced builtins.print with {builtins.print!r}"
 
 
 def test_a_raising_task_and_a_malformed_record_are_reported_and_nothing_corrupt_is_written(env, tmp_path):

@@ -80,6 +80,11 @@ class RayEngine:
                  gpus_per_task: float | None = None, max_in_flight: int | None = None,
                  worker_env: Mapping[str, str] | None = None, ship_code: bool | None = None,
                  train_fn: Callable[..., list] | None = None, init_kwargs: Mapping | None = None):
+        # Ray's driver otherwise swaps builtins.print for its tqdm-safe print the first time it relays a
+        # worker's or raylet's log line (a killed worker, say), for the rest of the process; numba then cannot
+        # compile any function that calls print, and UMAP (method A's nearest-neighbour search) fails with
+        # "Untyped global name 'print'" in the same process.  Ray reads this when it first relays a line.
+        os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
         try:
             import ray
         except ImportError:
