@@ -513,3 +513,35 @@ def test_a1_leaves_out_a_diverged_seed_and_says_so():
     f.at[i, "curve_test_acc"] = np.full(20, 9.74)
     v = C.a1(f)
     assert v.verdict == "confirmed" and "Kaiming N diverged in 1 of 5 seeds" in v.note
+
+
+# ----------------------------------------------------------------------------- tiers on fewer seeds
+class _SeedStore:
+    """A store holding, for each arm, the runs of the listed seeds."""
+
+    def __init__(self, stored):
+        self.stored = stored
+
+    def get(self, cfg, min_epochs=None):
+        return {"seed": cfg["seed"]} if cfg["seed"] in self.stored[cfg["arm"]] else None
+
+
+def test_a_tier_may_rest_on_its_first_seeds_but_never_on_a_chosen_few(monkeypatch):
+    from patchinit import experiment
+    from patchinit.claims.sources import Source, seed_prefix
+
+    monkeypatch.setattr(experiment, "identify", lambda cfg: cfg)
+    grid = [({"init": arm, "seed": s}, {"arm": arm, "seed": s}) for arm in ("a", "b") for s in range(5)]
+    source = Source("exact", "paper", lambda p: grid, min_seeds=3)
+
+    def seeds(stored):
+        sub, records = seed_prefix(_SeedStore(stored), grid, source)
+        return None if records is None else sorted({row["seed"] for row, _ in sub})
+
+    assert seeds({"a": {0, 1, 2, 3}, "b": {0, 1, 2, 3, 4}}) == [0, 1, 2, 3]
+    assert seeds({"a": {0, 1, 2, 4}, "b": {0, 1, 2, 3, 4}}) == [0, 1, 2]      # seed 4 is not the next one
+    assert seeds({"a": {1, 2, 3, 4}, "b": {0, 1, 2, 3, 4}}) is None           # seeds 1-4 are not the first four
+    assert seeds({"a": {0, 1}, "b": {0, 1}}) is None                          # fewer than min_seeds
+    assert seed_prefix(_SeedStore({"a": {0, 1, 2}, "b": {0, 1, 2}}), grid, Source("exact", "paper", lambda p: grid))[1] is None
+    shown = C.Evidence("exact", seeds=3, epochs_run=20, epochs=20, n_test=10_000, runs=48, seeds_of=5).describe()
+    assert "the first 3 of 5 seeds per arm" in shown

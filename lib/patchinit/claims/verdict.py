@@ -20,12 +20,16 @@ class Evidence:
     epochs: int = 0           # epochs of the schedule
     n_test: int = 0           # test images each run is scored on
     runs: int = 0
+    seeds_of: int | None = None  # the protocol's seeds, where the runs are only its first ``seeds``
 
     def describe(self) -> str:
         if self.tier is None:
             return "no training runs"
         tier = self.tier if self.tier != "exact-prefix" else f"exact prefix, epoch {self.epochs_run} of {self.epochs}"
-        return (f"{tier}: {self.runs} run{'s' * (self.runs != 1)}, {self.seeds} seed{'s' * (self.seeds != 1)} per arm, "
+        seeds = f"{self.seeds} seed{'s' * (self.seeds != 1)}"
+        if self.seeds_of:
+            seeds = f"the first {self.seeds} of {self.seeds_of} seeds"
+        return (f"{tier}: {self.runs} run{'s' * (self.runs != 1)}, {seeds} per arm, "
                 f"{self.epochs_run} of {self.epochs} epochs, {self.n_test:,} test images")
 
 
