@@ -133,14 +133,14 @@ def frame_for(store, claim: str):
         if not grid:
             continue
         records = records_for(store, grid, source.min_epochs)
-        full = len({row["seed"] for row, _ in grid})
+        seeds_of = None
         if records is None and source.min_seeds:
+            seeds_of = len({row["seed"] for row, _ in grid})
             grid, records = seed_prefix(store, grid, source)
         if records is not None:
             frame = runs_frame(grid, records)
-            k = len({row["seed"] for row, _ in grid})
-            if k < full:
-                frame.attrs["seeds"] = (k, full)
+            if seeds_of is not None:
+                frame.attrs["seeds"] = (len({row["seed"] for row, _ in grid}), seeds_of)
             return source, frame
     return None, None
 
